@@ -1,0 +1,46 @@
+"""From a run config to a :class:`Split`: load, filter, split. Shared by every package's CLI."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from .datasets import load_dataset
+from .interactions import Interactions
+from .split import Split, make_split
+
+
+def load_split(cfg: dict) -> Split:
+    """Load ``cfg['dataset']`` and apply ``rating_threshold``, ``user_k``/``item_k`` and ``split``."""
+    inter, test = load_dataset(cfg["dataset"], cfg.get("data_dir"),
+                               **{k: cfg[k] for k in ("format", "path") if cfg.get(k) is not None})
+    threshold = cfg.get("rating_threshold")
+    inter = inter.implicit(threshold)
+    if test is not None:
+        if cfg.get("user_k") or cfg.get("item_k"):
+            raise ValueError(f"dataset {cfg['dataset']!r} has a fixed test file: user_k/item_k filtering "
+                             "would change its id space; set user_k=0 item_k=0")
+        test = test.implicit(threshold) if test.ratings is not None else test
+    else:
+        inter = inter.k_core(int(cfg.get("user_k") or 0), int(cfg.get("item_k") or 0))
+    split = make_split(inter.dedup(), cfg["split"], tuple(cfg["split_ratios"]), int(cfg["seed"]),
+                       test=None if test is None else test.dedup(), valid_ratio=float(cfg.get("valid_ratio", 0.1)))
+    for part in ("train", "test"):
+        if len(getattr(split, part)) == 0:
+            raise ValueError(f"dataset {cfg['dataset']!r}: the {part} split is empty after filtering ({split.summary()})")
+    return split
+
+
+def source_files(inter: Interactions) -> list[Path]:
+    """Existing file paths named in ``inter.source``."""
+    return sorted({Path(p) for p in re.split(r"[,;\s]+", inter.source) if p and Path(p).is_file()})
+
+
+def hash_files(paths) -> str:
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,96 @@
+"""Batched full-ranking evaluation, the one evaluator of every model.
+
+For each user with at least one held-out item, ``model.score(users)`` gives ``[B, n_items]``
+scores; the user's training items (and, when testing, validation items) are set to ``-inf``;
+the top ``max(ks)`` items are taken with ``torch.topk`` and compared with the held-out set.
+Memory is bounded by ``batch_size x n_items``, and the per-user metrics do not depend on the
+batch size. ``sampled="uni100"`` (or ``"pop100"``) ranks the held-out items among 100
+uniform (popularity-weighted) negatives instead; those keys carry the label, e.g.
+``ndcg@10[uni100]``.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .data.sampler import dense_rows
+from .data.split import Split
+from .metrics import METRICS, topk_metrics
+
+
+def _sampled_spec(sampled: str) -> tuple[str, int]:
+    m = re.fullmatch(r"(uni|pop)(\d+)", sampled)
+    if not m:
+        raise ValueError(f"sampled={sampled!r}: expected 'uni<N>' or 'pop<N>', e.g. uni100")
+    return m.group(1), int(m.group(2))
+
+
+@torch.no_grad()
+def evaluate(model, split: Split, part: str = "test", ks=(10, 20), metrics=METRICS, batch_size: int = 1024,
+             device: str | torch.device = "cpu", sampled: str | None = None, seed: int = 0) -> dict:
+    """Mean of each metric over users with held-out items in ``part`` ('valid' or 'test')."""
+    if part not in ("valid", "test"):
+        raise ValueError(f"part must be 'valid' or 'test', got {part!r}")
+    target = split.csr(part)
+    seen = split.csr("train")
+    if part == "test":
+        seen = (seen + split.csr("valid")).tocsr()
+    n_rel_all = np.diff(target.indptr)
+    users = np.flatnonzero(n_rel_all > 0)
+    if len(users) == 0:
+        raise ValueError(f"the {part} split is empty: nothing to evaluate ({split.method})")
+    ks = sorted(set(int(k) for k in ks))
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    rng = np.random.default_rng(seed)
+    pop = np.bincount(split.train.items, minlength=split.n_items).astype(np.float64) if sampled else None
+    for start in range(0, len(users), batch_size):
+        batch = users[start:start + batch_size]
+        u = torch.from_numpy(batch).to(device)
+        scores = model.score(u).float()  # [B, n_items]
+        if sampled:
+            hits, n_rel = _sampled_hits(scores, batch, target, seen, sampled, pop, rng, device)
+        else:
+            mask = dense_rows(seen, batch).to(device) > 0
+            scores = scores.masked_fill(mask, float("-inf"))
+            top = torch.topk(scores, min(ks[-1], split.n_items), dim=1).indices  # [B, K]
+            relevant = dense_rows(target, batch).to(device)
+            hits = relevant.gather(1, top)
+            n_rel = torch.from_numpy(n_rel_all[batch]).to(device)
+        for name, values in topk_metrics(hits, n_rel, ks, metrics).items():
+            sums[name] = sums.get(name, 0.0) + float(values.double().sum())
+    model.train(was_training)
+    label = f"[{sampled}]" if sampled else ""
+    return {f"{name}{label}": total / len(users) for name, total in sums.items()}
+
+
+def _sampled_hits(scores, batch, target: sp.csr_matrix, seen: sp.csr_matrix, sampled: str, pop, rng, device):
+    """Rank each user's held-out items among N sampled non-interacted items."""
+    kind, n_neg = _sampled_spec(sampled)
+    n_items = target.shape[1]
+    interacted = (seen[batch] + target[batch]).tocsr()
+    p = None if kind == "uni" else pop / pop.sum()
+    negs = np.empty((len(batch), n_neg), dtype=np.int64)
+    for row in range(len(batch)):  # per user: a small choice over the allowed items
+        allowed = np.setdiff1d(np.arange(n_items), interacted.indices[interacted.indptr[row]:interacted.indptr[row + 1]])
+        w = None if p is None else p[allowed] / p[allowed].sum()
+        negs[row] = rng.choice(allowed, size=n_neg, replace=len(allowed) < n_neg, p=w)
+    tgt = target[batch]
+    n_rel = np.diff(tgt.indptr)
+    max_p = int(n_rel.max())
+    pos = np.zeros((len(batch), max_p), dtype=np.int64)
+    valid = np.arange(max_p)[None, :] < n_rel[:, None]
+    pos[valid] = tgt.indices
+    # negatives first: with a stable sort, a tie is ranked against the held-out item
+    cand = torch.from_numpy(np.concatenate([negs, pos], 1)).to(device)
+    cand_scores = scores.gather(1, cand)
+    no = np.zeros_like(negs, dtype=bool)
+    is_pos = torch.from_numpy(np.concatenate([no, valid], 1)).to(device)
+    pad = torch.from_numpy(np.concatenate([no, ~valid], 1)).to(device)
+    cand_scores = cand_scores.masked_fill(pad, float("-inf"))
+    order = torch.argsort(cand_scores, dim=1, descending=True, stable=True)
+    return is_pos.gather(1, order).float(), torch.from_numpy(n_rel).to(device)

@@ -1,0 +1,83 @@
+"""Top-k ranking metrics as pure functions of a hit matrix.
+
+``hits[u, r]`` is 1 when the item ranked at position ``r`` (0-based) for user ``u`` is one
+of the user's held-out items, and ``n_relevant[u]`` is how many held-out items the user has.
+Each function returns one value per user (``[B]``); the evaluator averages over users with at
+least one held-out item. The definitions are RecBole's, so numbers are comparable:
+
+- ``recall@k    = |hits in top k| / n_relevant``
+- ``precision@k = |hits in top k| / k``
+- ``hit@k       = 1 if any hit in top k``
+- ``mrr@k       = 1 / rank of the first hit in top k (0 if none)``
+- ``ndcg@k      = DCG@k / IDCG@k``, ``DCG = sum_r hits[r] / log2(r + 2)``, IDCG over
+  ``min(k, n_relevant)`` ideal hits
+- ``map@k       = sum_r precision@(r+1) * hits[r] / min(k, n_relevant)``
+
+Sampled variants rank the held-out items among N sampled negatives; the evaluator labels
+them ``ndcg@10[uni100]`` / ``ndcg@10[pop100]`` so they are never mistaken for full ranking.
+"""
+from __future__ import annotations
+
+import torch
+
+METRICS = ("recall", "ndcg", "precision", "hit", "mrr", "map")
+
+
+def recall(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
+    return hits[:, :k].sum(1) / n_relevant.clamp(min=1)
+
+
+def precision(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
+    return hits[:, :k].sum(1) / k
+
+
+def hit(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
+    return (hits[:, :k].sum(1) > 0).to(hits.dtype)
+
+
+def mrr(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
+    h = hits[:, :k]
+    first = h.argmax(1)  # position of the first hit (0 when none: masked below)
+    return torch.where(h.sum(1) > 0, 1.0 / (first + 1).to(h.dtype), torch.zeros_like(first, dtype=h.dtype))
+
+
+def _discounts(k: int, device) -> torch.Tensor:
+    return 1.0 / torch.log2(torch.arange(2, k + 2, device=device, dtype=torch.float64))
+
+
+def ndcg(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
+    h = hits[:, :k].to(torch.float64)
+    disc = _discounts(h.shape[1], h.device)
+    dcg = (h * disc).sum(1)
+    ideal = torch.cumsum(disc, 0)  # ideal[n-1] = IDCG with n relevant items in the top
+    n = n_relevant.clamp(min=1, max=h.shape[1]).long()
+    return (dcg / ideal[n - 1]).to(hits.dtype)
+
+
+def average_precision(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
+    h = hits[:, :k].to(torch.float64)
+    prec = torch.cumsum(h, 1) / torch.arange(1, h.shape[1] + 1, device=h.device)
+    denom = n_relevant.clamp(min=1, max=h.shape[1]).to(torch.float64)
+    return ((prec * h).sum(1) / denom).to(hits.dtype)
+
+
+FUNCTIONS = {"recall": recall, "ndcg": ndcg, "precision": precision, "hit": hit, "mrr": mrr,
+             "map": average_precision}
+
+
+def topk_metrics(hits: torch.Tensor, n_relevant: torch.Tensor, ks, names=METRICS) -> dict[str, torch.Tensor]:
+    """``{"recall@20": per-user values [B], ...}`` for every metric name and cut-off."""
+    hits = hits.to(torch.float32)
+    out = {}
+    for name in names:
+        if name not in FUNCTIONS:
+            raise ValueError(f"unknown metric {name!r}; expected one of {sorted(FUNCTIONS)}")
+        for k in ks:
+            out[f"{name}@{k}"] = FUNCTIONS[name](hits, n_relevant, k)
+    return out
+
+
+def auc(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+    """Per-row AUC of positive vs negative scores (ties count one half): ``[B, P]``, ``[B, N]``."""
+    diff = pos_scores.unsqueeze(2) - neg_scores.unsqueeze(1)  # [B, P, N]
+    return ((diff > 0).float() + 0.5 * (diff == 0).float()).mean((1, 2))

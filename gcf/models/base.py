@@ -1,0 +1,110 @@
+"""The small contract every model keeps; the trainer, evaluator, CLI and cornac wrappers
+only ever call these methods and never branch on a model's name.
+
+A model is built as ``Model(data, **hyperparameters)`` where ``data`` is a :class:`TrainData`
+(sizes and the training matrix) and the keyword arguments are exactly the keys of
+``configs/model/<name>.yaml``.
+
+- ``batch_kind``: which batches :func:`gcf.data.sampler.epoch_batches` feeds to ``loss``
+  (``"pairwise"``, ``"user_rows"``, ``"item_user_rows"``), or ``None`` for closed-form models
+  that implement ``fit`` instead of ``loss``.
+- ``loss(batch) -> scalar tensor``: one training step's objective.
+- ``fit(data)``: closed-form fit (Pop, EASE).
+- ``score(users) -> [B, n_items]``: higher is better; the evaluator masks seen items.
+- ``latents() -> (user [n_users, d], item [n_items, d])``: the representations that
+  ``bridges/`` feeds to sequence models; models without a latent space raise.
+
+Caches (propagated embeddings for evaluation, ...) live in ``self._cache`` and are dropped
+whenever the model switches between train and eval mode or its parameters are reloaded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+
+@dataclass
+class TrainData:
+    """What a model may know about the data at construction: sizes and training matrix."""
+
+    n_users: int
+    n_items: int
+    train: sp.csr_matrix  # binary n_users x n_items
+    item_features: dict | None = None
+    user_features: dict | None = None
+
+    @classmethod
+    def from_split(cls, split) -> "TrainData":
+        return cls(split.n_users, split.n_items, split.csr("train"),
+                   split.train.item_features, split.train.user_features)
+
+
+class Recommender(nn.Module):
+    """Base class: stores ``n_users``/``n_items`` and the training matrix (not as a parameter)."""
+
+    batch_kind: str | None = "pairwise"
+
+    def __init__(self, data: TrainData):
+        super().__init__()
+        self.n_users = data.n_users
+        self.n_items = data.n_items
+        self._train_matrix = data.train
+        self._cache: dict = {}
+
+    # ------------------------------------------------------------ contract
+    def loss(self, batch) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has batch_kind={self.batch_kind!r} but no loss()")
+
+    def fit(self, data: TrainData) -> None:
+        raise NotImplementedError(f"{type(self).__name__} is trained by loss(), not fit()")
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def latents(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise TypeError(f"{type(self).__name__} has no user/item latent space")
+
+    # -------------------------------------------------------------- helpers
+    @property
+    def device(self) -> torch.device:
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    def train(self, mode: bool = True):
+        self._cache.clear()
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._cache.clear()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def cached(self, key: str, compute):
+        """``compute()`` once per evaluation (recomputed in training mode, where parameters move)."""
+        if self.training or key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def history_rows(self, users: torch.Tensor) -> torch.Tensor:
+        """Dense binary training rows ``[B, n_items]`` of ``users`` (for user-row models)."""
+        from ..data.sampler import dense_rows
+
+        return dense_rows(self._train_matrix, users.cpu().numpy()).to(users.device)
+
+
+def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """``mean softplus(neg - pos) = -mean log sigmoid(pos - neg)``, the stable form of BPR."""
+    return nn.functional.softplus(neg - pos).mean()
+
+
+def l2_rows(*rows: torch.Tensor) -> torch.Tensor:
+    """``1/2 * sum of squares`` of the given embedding rows (duplicates counted)."""
+    return sum(r.pow(2).sum() for r in rows) / 2
+
+
+def item_popularity(train: sp.csr_matrix) -> np.ndarray:
+    return np.asarray(train.sum(0)).ravel().astype(np.float32)

@@ -1,0 +1,88 @@
+r"""NGCF: neural graph collaborative filtering.
+
+Wang, He, Wang, Feng, Chua, "Neural Graph Collaborative Filtering", SIGIR 2019 (arXiv 1905.08108).
+
+.. math::
+    E^{(l)} = \mathrm{LeakyReLU}\big((\mathcal L + I) E^{(l-1)} W_1^{(l)} + b_1
+      + (\mathcal L E^{(l-1)}) \odot E^{(l-1)} W_2^{(l)} + b_2\big), \qquad
+    e^* = [e^{(0)} \| \tilde e^{(1)} \| \dots \| \tilde e^{(L)}]
+
+with :math:`\mathcal L = D^{-1/2} A D^{-1/2}` (the paper's Laplacian), the bi-interaction term
+:math:`(\mathcal L E) \odot E`, message dropout after each layer, and
+:math:`\tilde e^{(l)}` the L2-row-normalised copy of :math:`e^{(l)}` that goes to the output
+while the un-normalised one feeds the next layer (official code). Score: inner product of the
+concatenations. Loss: BPR + ``reg_weight * 1/2 (||u*||^2 + ||p*||^2 + ||n*||^2) / B`` on the
+final embeddings of the batch (official code). Node dropout (official: random removal of
+adjacency entries with ``1/(1-p)`` rescaling) is ``node_dropout`` and off by default, as in the
+official README's commands.
+
+Choices against the official TF code (see ``MODELS.md``): the paper's symmetric Laplacian, not
+the code's row-normalised ``D^-1(A+I)``; LeakyReLU of the sum (paper) rather than of each term;
+Xavier-uniform init of embeddings and weights (code).
+
+Args:
+    embedding_size: d (default: 64).
+    hidden_size_list: output size of each layer (default: [64, 64, 64]).
+    node_dropout, message_dropout: dropout rates (default: 0.0, 0.1).
+    reg_weight: L2 weight (default: 1e-5).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..graph import Graph
+from .base import Recommender, TrainData, bpr_loss, l2_rows
+
+
+class NGCF(Recommender):
+    batch_kind = "pairwise"
+
+    def __init__(self, data: TrainData, embedding_size: int = 64, hidden_size_list=(64, 64, 64),
+                 node_dropout: float = 0.0, message_dropout: float = 0.1, reg_weight: float = 1e-5,
+                 graph_backend: str = "spmm"):
+        super().__init__(data)
+        self.node_dropout = node_dropout
+        self.message_dropout = message_dropout
+        self.reg_weight = reg_weight
+        self.graph = Graph(data.train, norm="sym", backend=graph_backend)
+        self.user_embedding = nn.Embedding(data.n_users, embedding_size)
+        self.item_embedding = nn.Embedding(data.n_items, embedding_size)
+        sizes = [embedding_size, *hidden_size_list]
+        self.w1 = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.w2 = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        for p in self.parameters():
+            nn.init.xavier_uniform_(p.unsqueeze(0) if p.dim() == 1 else p)
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Concatenated layer outputs for users ``[U, d*]`` and items ``[I, d*]``."""
+        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])  # [U+I, d]
+        adj = self.graph.dropout(self.node_dropout) if self.training and self.node_dropout > 0 else None
+        outputs = [x]
+        for w1, w2 in zip(self.w1, self.w2):
+            side = self.graph.propagate(x) if adj is None else torch.sparse.mm(adj, x)  # L E
+            x = F.leaky_relu(w1(side + x) + w2(side * x), negative_slope=0.2)
+            x = F.dropout(x, self.message_dropout, self.training)
+            outputs.append(F.normalize(x, p=2, dim=1))
+        out = torch.cat(outputs, 1)
+        return out[: self.n_users], out[self.n_users:]
+
+    def loss(self, batch) -> torch.Tensor:
+        users, pos, neg = batch
+        user_all, item_all = self.propagate()
+        u, p, n = user_all[users], item_all[pos], item_all[neg]
+        loss = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        return loss + self.reg_weight * l2_rows(u, p, n) / len(users)
+
+    def _final(self):
+        return self.cached("final", self.propagate)
+
+    @torch.no_grad()
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        user_all, item_all = self._final()
+        return user_all[users] @ item_all.T
+
+    @torch.no_grad()
+    def latents(self):
+        return tuple(t.detach() for t in self._final())

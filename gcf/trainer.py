@@ -1,0 +1,210 @@
+"""The one training loop of every model.
+
+Per epoch: the batches of the model's ``batch_kind`` (seeded by ``(seed, epoch)``), ``loss``,
+backward, optimizer step; a non-finite loss stops the run with an error naming the epoch and
+batch. Every ``eval_step`` epochs the validation split is ranked; the best epoch on
+``valid_metric`` is kept in ``best.pt`` and training stops after ``stopping_step`` validations
+without improvement. ``last.pt`` (model, optimizer, torch RNG, epoch, early-stopping state) is
+written every epoch, so ``resume=True`` continues a killed run and reaches the same result
+as an uninterrupted one. Checkpoints hold only tensors and plain values:
+``torch.load(path, weights_only=True)`` reads them. The test split is ranked once, at the end,
+with the best checkpoint. Closed-form models (``batch_kind is None``) are fitted once.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data.sampler import epoch_batches, n_batches
+from .data.split import Split
+from .evaluate import evaluate
+from .models.base import Recommender, TrainData
+
+log = logging.getLogger("gcf")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite: the run stops and writes no metrics."""
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available (use device=cpu or device=auto)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    return torch.device(device)
+
+
+def _to(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to(b, device) for b in batch)
+    return batch
+
+
+class Trainer:
+    """Fits ``model`` on ``split`` following ``cfg`` (the resolved run config)."""
+
+    def __init__(self, model: Recommender, split: Split, cfg: dict, out_dir: str | Path | None = None):
+        self.model = model
+        self.split = split
+        self.cfg = cfg
+        self.device = resolve_device(str(cfg.get("device", "auto")))
+        if self.device.type == "cpu":  # e.g. the CPU index_put backward is otherwise order-dependent
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.model.to(self.device)
+        self.out_dir = Path(out_dir) if out_dir else None
+        if self.out_dir:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.data = TrainData.from_split(split)
+        self.history: list[dict] = []
+        self.has_valid = len(split.valid) > 0
+        self.optimizer = None
+        if model.batch_kind is not None:
+            params = [p for p in model.parameters() if p.requires_grad]
+            self.optimizer = torch.optim.Adam(params, lr=float(cfg["learning_rate"]),
+                                              weight_decay=float(cfg.get("weight_decay", 0.0)))
+
+    # ------------------------------------------------------------ evaluation
+    def evaluate(self, part: str) -> dict:
+        c = self.cfg
+        return evaluate(self.model, self.split, part, ks=c["topk"], metrics=c["metrics"],
+                        batch_size=int(c["eval_batch_size"]), device=self.device, sampled=c.get("sampled"),
+                        seed=int(c["seed"]))
+
+    # ------------------------------------------------------------ checkpoints
+    def _path(self, name: str) -> Path | None:
+        return self.out_dir / name if self.out_dir else None
+
+    def _save_last(self, state: dict) -> None:
+        if not self.out_dir:
+            return
+        tmp = self._path("last.pt.tmp")
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(), **state}, tmp)
+        tmp.replace(self._path("last.pt"))
+
+    def _save_best(self, epoch: int, valid: dict) -> None:
+        if self.out_dir:
+            torch.save({"model": self.model.state_dict(), "epoch": epoch, "valid": valid}, self._path("best.pt"))
+        else:  # keep the best weights in memory
+            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _load_best(self) -> None:
+        path = self._path("best.pt")
+        if path and path.exists():
+            self.model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True)["model"])
+        elif getattr(self, "_best_state", None) is not None:
+            self.model.load_state_dict(self._best_state)
+
+    # ------------------------------------------------------------ training
+    def fit(self) -> dict:
+        """Train, early-stop on validation, rank the test split with the best model; returns
+        the metrics dict that ``metrics.json`` holds."""
+        torch.manual_seed(int(self.cfg["seed"]))
+        if self.model.batch_kind is None:
+            return self._fit_closed_form()
+        return self._fit_loop()
+
+    def _fit_closed_form(self) -> dict:
+        start = time.perf_counter()
+        self.model.fit(self.data)
+        fit_sec = time.perf_counter() - start
+        valid = self.evaluate("valid") if self.has_valid else {}
+        self._save_best(0, valid)
+        self.history.append({"epoch": 1, "sec": fit_sec, "valid": valid})
+        return self._finish(valid, [fit_sec], epochs=1, best_epoch=1)
+
+    def _fit_loop(self) -> dict:
+        c = self.cfg
+        seed, epochs, bs = int(c["seed"]), int(c["epochs"]), int(c["batch_size"])
+        patience, eval_step, metric = int(c["stopping_step"]), int(c["eval_step"]), c["valid_metric"]
+        state = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_evals": 0, "epoch_secs": [],
+                 "best_valid": {}}
+        if c.get("resume") and self._path("last.pt") and self._path("last.pt").exists():
+            state = self._resume(state)
+        cache: dict = {}
+        train = self.data.train
+        total_batches = n_batches(self.model.batch_kind, train, bs)
+        stopped_early = False
+        for epoch in range(state["epoch"], epochs):
+            if state["bad_evals"] >= patience:
+                stopped_early = True
+                break
+            self.model.train()
+            rng = np.random.default_rng([seed, epoch])
+            t0 = time.perf_counter()
+            loss_sum, count = 0.0, 0
+            bar = tqdm(epoch_batches(self.model.batch_kind, train, bs, rng, cache), total=total_batches,
+                       desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not c.get("progress", True),
+                       dynamic_ncols=True)
+            for b, batch in enumerate(bar):
+                loss = self.model.loss(_to(batch, self.device))
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"loss is {loss.item()} at epoch {epoch + 1}, batch {b + 1}: training stopped "
+                        f"(try a lower learning_rate; no metrics were written)")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                loss_sum += float(loss.detach())
+                count += 1
+                if b % 10 == 0:
+                    bar.set_postfix(loss=f"{loss_sum / count:.4f}")
+            sec = time.perf_counter() - t0
+            state["epoch_secs"].append(sec)
+            record = {"epoch": epoch + 1, "loss": loss_sum / max(count, 1), "sec": sec}
+            if self.has_valid and (epoch + 1) % eval_step == 0:
+                valid = self.evaluate("valid")
+                if metric not in valid:
+                    raise ValueError(f"valid_metric={metric!r} is not computed; available: {sorted(valid)}")
+                record["valid"] = valid
+                if valid[metric] > state["best_score"]:
+                    state.update(best_score=valid[metric], best_epoch=epoch + 1, bad_evals=0, best_valid=valid)
+                    self._save_best(epoch + 1, valid)
+                else:
+                    state["bad_evals"] += 1
+            self.history.append(record)
+            state["epoch"] = epoch + 1
+            state["history"] = self.history
+            self._save_last(state)
+            log.info("epoch %d/%d loss %.4f %.2fs%s", epoch + 1, epochs, record["loss"], sec,
+                     f" valid {metric} {record['valid'][metric]:.4f}" if "valid" in record else "")
+        if not self.has_valid:  # no validation split: the last epoch is the model
+            self._save_best(state["epoch"], {})
+            state["best_epoch"] = state["epoch"]
+        if stopped_early or state["bad_evals"] >= patience:
+            log.info("early stop: no improvement of %s for %d validations (best epoch %d)", metric, patience,
+                     state["best_epoch"])
+        self._load_best()
+        return self._finish(state["best_valid"], state["epoch_secs"], state["epoch"], state["best_epoch"])
+
+    def _resume(self, state: dict) -> dict:
+        ckpt = torch.load(self._path("last.pt"), map_location=self.device, weights_only=True)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        for key in state:
+            state[key] = ckpt[key]
+        self.history = list(ckpt.get("history", []))
+        log.info("resumed from %s at epoch %d", self._path("last.pt"), state["epoch"])
+        return state
+
+    def _finish(self, valid: dict, epoch_secs: list, epochs: int, best_epoch: int) -> dict:
+        t0 = time.perf_counter()
+        test = self.evaluate("test")
+        eval_sec = time.perf_counter() - t0
+        secs = epoch_secs[1:] if len(epoch_secs) > 2 else epoch_secs  # first epoch includes warm-up
+        return {"valid": valid, "test": test,
+                "sec_per_epoch": float(np.median(secs)) if secs else 0.0,
+                "eval_sec": eval_sec, "epochs": epochs, "best_epoch": best_epoch,
+                "train_sec": float(np.sum(epoch_secs))}

@@ -1,0 +1,281 @@
+"""Loaders and named datasets on the real files, malformed input, and the download path."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gcf.data import datasets, loaders
+from gcf.data.interactions import Interactions
+from gcf.data.split import leave_one_out
+
+EMBEDDED = Path(loaders.__file__).resolve().parent / "ml-latest-small"
+DATA = Path(os.environ.get("GCF_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+needs_data = pytest.mark.skipif(not (DATA / "ml-100k").is_dir(), reason=f"real datasets not found in {DATA}")
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------ embedded default
+def test_embedded_ml_latest_small():
+    inter = loaders.load_movielens(EMBEDDED / "ratings.csv")
+    assert (inter.n_users, inter.n_items, len(inter)) == (610, 9724, 100836)
+    assert inter.ratings.min() == 0.5 and inter.ratings.max() == 5.0
+    toy = inter.item_map()["1"]
+    assert inter.item_features["title"][toy] == "Toy Story (1995)"
+    assert inter.item_features["genres"][toy] == ["Adventure", "Animation", "Children", "Comedy", "Fantasy"]
+    assert "pixar" in inter.item_features["tags"][toy]
+    assert len(inter.item_features["genres"]) == inter.n_items
+    assert (EMBEDDED / "README.txt").is_file()
+
+
+def test_load_dataset_embedded_without_data_dir(monkeypatch):
+    monkeypatch.delenv("GCF_DATA_DIR", raising=False)
+    inter, test = datasets.load_dataset("ml-latest-small")
+    assert test is None and len(inter) == 100836
+    assert str(EMBEDDED / "ratings.csv") in inter.source
+
+
+def test_fast_remap_matches_from_raw():
+    inter = loaders.load_movielens(EMBEDDED / "ratings.csv")
+    raw_u, raw_i = inter.user_ids[inter.users], inter.item_ids[inter.items]
+    ref = Interactions.from_raw(raw_u, raw_i)
+    assert np.array_equal(ref.users, inter.users) and np.array_equal(ref.items, inter.items)
+    assert np.array_equal(ref.item_ids, inter.item_ids)
+
+
+# ------------------------------------------------------------------ real datasets
+@needs_data
+def test_ml100k_atomic():
+    t = time.perf_counter()
+    inter = loaders.load_atomic(DATA / "ml-100k" / "ml-100k")
+    assert time.perf_counter() - t < 3
+    assert (inter.n_users, inter.n_items, len(inter)) == (943, 1682, 100000)
+    toy = inter.item_map()["1"]
+    assert inter.item_features["class"][toy] == ["Animation", "Children's", "Comedy"]
+    assert inter.user_features["occupation"][inter.user_map()["1"]] == "technician"
+    assert inter.timestamps is not None and inter.ratings.max() == 5
+
+
+@needs_data
+def test_gowalla_lightgcn_txt():
+    t = time.perf_counter()
+    train, test = loaders.load_lightgcn_txt(DATA / "gowalla")
+    assert time.perf_counter() - t < 3
+    assert (train.n_users, train.n_items) == (29858, 40981)
+    assert (test.n_users, test.n_items) == (29858, 40981)
+    assert (len(train), len(test)) == (810128, 217242)
+    assert train.user_ids[0] == "0" and train.item_ids[-1] == "40980"  # 0-based ids kept in place
+    assert np.array_equal(train.users, train.user_ids[train.users].astype(int))
+
+
+@needs_data
+def test_lastfm_pairs_txt():
+    train, test = loaders.load_pairs_txt(DATA / "lastfm" / "data1.txt", DATA / "lastfm" / "test1.txt")
+    assert (len(train), len(test)) == (42135, 10533)
+    assert (train.n_users, train.n_items) == (1880, 4489)
+    assert test.n_items == train.n_items and train.ratings is not None
+
+
+@needs_data
+def test_beauty_sequence_lines():
+    inter = loaders.load_sequence_lines(DATA / "amazon-beauty" / "s3rec" / "Beauty.txt")
+    assert (inter.n_users, inter.n_items, len(inter)) == (22363, 12101, 198502)
+    u = inter.user_map()["1"]  # first line: "1 1 2 3 4 5"
+    rows = inter.users == u
+    assert list(inter.item_ids[inter.items[rows]]) == ["1", "2", "3", "4", "5"]
+    assert list(inter.timestamps[rows]) == [0, 1, 2, 3, 4]
+
+
+@needs_data
+def test_ml1m_diffurec_pickle():
+    inter = loaders.load_diffurec_pickle(DATA / "ml-1m" / "dataset.pkl")
+    assert (inter.n_users, inter.n_items, len(inter)) == (6040, 3706, 1000209)
+    assert inter.item_features["genres"][inter.item_map()["1"]] == ["Animation", "Children's", "Comedy"]
+    assert inter.user_features["gender"][inter.user_map()["1"]] == "F"
+    split = leave_one_out(inter)  # gives back the pickle's own val/test
+    assert len(split.test) == 6040 and len(split.valid) == 6040
+
+
+@needs_data
+def test_named_datasets_from_data_dir():
+    inter, test = datasets.load_dataset("ml-100k", DATA)
+    assert test is None and len(inter) == 100000
+    train, test = datasets.load_dataset("lastfm", DATA)
+    assert len(test) == 10533
+    inter, _ = datasets.load_dataset("beauty", DATA)
+    assert len(inter) == 198502
+
+
+# ------------------------------------------------------------------ named-dataset errors
+def test_dataset_config_and_unknown_name():
+    cfg = datasets.dataset_config("gowalla")
+    assert cfg["format"] == "lightgcn_txt" and cfg["split"] == "fixed"
+    with pytest.raises(ValueError, match=r"unknown dataset 'nope'.*known datasets: .*ml-100k"):
+        datasets.load_dataset("nope")
+
+
+def test_missing_files_name_the_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("GCF_DATA_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"needs a data directory.*GCF_DATA_DIR"):
+        datasets.load_dataset("gowalla")
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "gowalla" / "train.txt"))):
+        datasets.load_dataset("gowalla", tmp_path)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'bogus'"):
+        datasets.load_dataset("ml-latest-small", bogus=1)
+
+
+def test_load_dataset_override_path(tmp_path):
+    write(tmp_path / "r.csv", "user,item\na,x\nb,y\n")
+    inter, _ = datasets.load_dataset("ml-latest-small", tmp_path, format="table", path="r.csv",
+                                     user_col="user", item_col="item")
+    assert (inter.n_users, inter.n_items) == (2, 2)
+
+
+# ------------------------------------------------------------------ malformed lines
+def test_atomic_wrong_field_count(tmp_path):
+    header = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+    write(tmp_path / "d.inter", header + "1\t2\t3\t4\n\n1\t3\t4\t5\n2\t3\t4\n")
+    with pytest.raises(ValueError, match=r"d\.inter line 5: expected 4 tab-separated fields, got 3"):
+        loaders.load_atomic(tmp_path / "d")
+
+
+def test_atomic_non_numeric_rating(tmp_path):
+    header = "user_id:token\titem_id:token\trating:float\n"
+    write(tmp_path / "d.inter", header + "1\t2\t3\n1\t3\tgood\n")
+    with pytest.raises(ValueError, match=r"d\.inter line 3: expected a number in column 'rating', got 'good'"):
+        loaders.load_atomic(tmp_path / "d")
+
+
+def test_atomic_missing_column_and_bad_header(tmp_path):
+    write(tmp_path / "d.inter", "user_id:token\tthing:token\n1\t2\n")
+    with pytest.raises(ValueError, match=r"d\.inter: missing required column 'item_id'"):
+        loaders.load_atomic(tmp_path / "d")
+    write(tmp_path / "e.inter", "user_id:token\titem_id:number\n1\t2\n")
+    with pytest.raises(ValueError, match=r"e\.inter line 1: expected a header"):
+        loaders.load_atomic(tmp_path / "e")
+
+
+def test_atomic_side_features_absent_entities(tmp_path):
+    write(tmp_path / "d.inter", "user_id:token\titem_id:token\n1\ta\n2\tb\n")
+    write(tmp_path / "d.item", "item_id:token\tclass:token_seq\tprice:float\na\tx y\t2.5\n")
+    inter = loaders.load_atomic(tmp_path / "d")
+    assert inter.item_features["class"] == [["x", "y"], []]
+    assert inter.item_features["price"][0] == 2.5 and np.isnan(inter.item_features["price"][1])
+
+
+def test_movielens_dat_bad_line(tmp_path):
+    write(tmp_path / "ratings.dat", "1::10::5::978300760\n1::11::4::978300761\n2::12::3\n")
+    with pytest.raises(ValueError, match=r"ratings\.dat line 3: expected 4 '::'-separated fields, got 3"):
+        loaders.load_movielens(tmp_path / "ratings.dat")
+
+
+def test_movielens_csv_non_numeric_rating_and_quotes(tmp_path):
+    write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,10,4.5,1\n\n1,11,five,2\n")
+    with pytest.raises(ValueError, match=r"ratings\.csv line 4: expected a number in column 'rating', got 'five'"):
+        loaders.load_movielens(tmp_path / "ratings.csv")
+    write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,10,4.5,1\n2,11,3,2\n")
+    write(tmp_path / "movies.csv", 'movieId,title,genres\n10,"Heat, The (1995)",Action|Crime\n')
+    inter = loaders.load_movielens(tmp_path)
+    assert inter.item_features["title"] == ["Heat, The (1995)", None]
+    assert inter.item_features["genres"] == [["Action", "Crime"], []]
+
+
+def test_lightgcn_txt_bad_token(tmp_path):
+    write(tmp_path / "train.txt", "0 1 2\n1 2\n2 3 x4 5\n")
+    write(tmp_path / "test.txt", "0 3\n3\n")
+    with pytest.raises(ValueError, match=r"train\.txt line 3: expected non-negative integer ids.*'x4'"):
+        loaders.load_lightgcn_txt(tmp_path)
+    write(tmp_path / "train.txt", "0 1 2\n1 2\n2 3 4 5\n")
+    train, test = loaders.load_lightgcn_txt(tmp_path)
+    assert train.n_users == 4 and len(train) == 6 and len(test) == 1  # user 3 has no items
+
+
+def test_pairs_txt_crlf_and_bad_line(tmp_path):
+    write(tmp_path / "a.txt", "1\t10\t5\r\n2\t11\t3\r\n")
+    write(tmp_path / "b.txt", "3\t12\t1\r\n")
+    train, test = loaders.load_pairs_txt(tmp_path / "a.txt", tmp_path / "b.txt")
+    assert train.n_users == test.n_users == 3 and list(train.ratings) == [5, 3]
+    write(tmp_path / "c.txt", "1\t10\t5\r\n2\t11\tlots\r\n")
+    with pytest.raises(ValueError, match=r"c\.txt line 2: expected a number in column 'weight', got 'lots'"):
+        loaders.load_pairs_txt(tmp_path / "c.txt")
+    write(tmp_path / "d.txt", "1 10\n2 11\n3\n")
+    with pytest.raises(ValueError, match=r"d\.txt line 3: expected 2 whitespace-separated fields, got 1"):
+        loaders.load_pairs_txt(tmp_path / "d.txt")
+
+
+def test_sequence_pairs_positions(tmp_path):
+    write(tmp_path / "s.txt", "1 5\n1 3\n2 3\n1 9\n")
+    inter = loaders.load_sequence_pairs(tmp_path / "s.txt")
+    assert list(inter.timestamps) == [0, 1, 0, 2]
+    split = leave_one_out(inter)
+    assert list(split.test.item_ids[split.test.items]) == ["9"]  # user 2 has one row: stays in train
+    write(tmp_path / "t.txt", "1 5\n1 3 4\n")
+    with pytest.raises(ValueError, match=r"t\.txt line 2: expected 2 whitespace-separated fields, got 3"):
+        loaders.load_sequence_pairs(tmp_path / "t.txt")
+
+
+def test_table_missing_column_and_bad_value(tmp_path):
+    write(tmp_path / "x.csv", "user,item,score\na,b,1\n")
+    with pytest.raises(ValueError, match=r"x\.csv: missing required column 'rating'; columns present: user, item, score"):
+        loaders.load_table(tmp_path / "x.csv", "user", "item", rating_col="rating")
+    write(tmp_path / "y.tsv", "user\titem\tscore\tts\na\tb\t1\t2024-01-01\nc\td\t2\t2024-01-02\n")
+    inter = loaders.load_table(tmp_path / "y.tsv", "user", "item", "score", "ts")
+    assert inter.timestamps[1] - inter.timestamps[0] == 86400
+    write(tmp_path / "z.csv", 'user,item,score\na,"b,c",1\nd,e,\n')
+    with pytest.raises(ValueError, match=r"z\.csv line 3: expected a number in column 'score', got ''"):
+        loaders.load_table(tmp_path / "z.csv", "user", "item", "score")
+
+
+def test_table_parquet_needs_engine(tmp_path):
+    path = write(tmp_path / "x.parquet", "")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"x\.parquet: reading Parquet needs pyarrow"):
+            loaders.load_table(path, "user", "item")
+
+
+# ------------------------------------------------------------------ download
+def _zip_bytes(files: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return buf.getvalue()
+
+
+def test_download_movielens_from_file_url(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "ml-latest-small.zip").write_bytes(_zip_bytes({
+        "ml-latest-small/ratings.csv": "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n2,3,2.5,964982704\n",
+        "ml-latest-small/movies.csv": "movieId,title,genres\n1,Toy Story (1995),Animation|Comedy\n",
+    }))
+    dest = tmp_path / "data"
+    path = loaders.download_movielens("ml-latest-small", dest, base_url=mirror.as_uri())
+    assert path == dest / "ml-latest-small" / "ratings.csv" and (dest / "ml-latest-small.zip").is_file()
+    inter = loaders.load_movielens(path)
+    assert len(inter) == 2 and inter.item_features["genres"][0] == ["Animation", "Comedy"]
+    # a second call reuses the archive: works with the mirror gone
+    (mirror / "ml-latest-small.zip").unlink()
+    assert loaders.download_movielens("ml-latest-small", dest, base_url=mirror.as_uri()) == path
+
+
+def test_download_movielens_rejects_non_zip_and_unknown(tmp_path):
+    (tmp_path / "ml-100k.zip").write_text("<html>not found</html>")
+    with pytest.raises(ValueError, match=r"ml-100k\.zip: the download is not a zip archive"):
+        loaders.download_movielens("ml-100k", tmp_path / "out", base_url=tmp_path.as_uri())
+    with pytest.raises(OSError, match=r"could not download .*ml-1m\.zip"):
+        loaders.download_movielens("ml-1m", tmp_path / "out", base_url=tmp_path.as_uri())
+    with pytest.raises(ValueError, match=r"unknown MovieLens dataset 'ml-7'"):
+        loaders.download_movielens("ml-7", tmp_path)

@@ -1,0 +1,140 @@
+"""The trainer and the CLI end to end on the embedded dataset: files written, config errors,
+NaN detection, determinism, resume after a killed run, and every model beating Pop."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from gcf.config import resolve_config
+from gcf.models import MODELS
+from gcf.train import run
+from gcf.trainer import NonFiniteLossError
+
+ROOT = Path(__file__).resolve().parents[1]
+# a small, fast version of the embedded MovieLens latest-small (k-core keeps ~2.2k items)
+FAST = ["item_k=10", "user_k=10", "progress=false", "device=cpu", "eval_batch_size=256"]
+
+
+def test_cli_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "gcf.train", "lightgcn", "epochs=2", f"out_dir={out}", *FAST],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "recall" in proc.stdout and "ndcg" in proc.stdout and str(out / "metrics.json") in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= {"valid", "test", "sec_per_epoch", "eval_sec", "epochs"}
+    assert metrics["epochs"] == 2 and 0 < metrics["test"]["recall@20"] <= 1
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["config"]["model"] == "lightgcn" and cfg["config"]["n_layers"] == 3
+    assert len(cfg["data"]["sha256"]) == 64 and cfg["data"]["files"]
+    assert "random_ratio" in cfg["split"]
+    assert (out / "train.log").read_text().count("epoch") >= 2
+    best = torch.load(out / "best.pt", weights_only=True)  # no pickled objects
+    assert "user_embedding.weight" in best["model"]
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["epoch"] == 2 and "optimizer" in last
+
+
+def test_unknown_key_is_an_error_naming_it():
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'n_layer'.*valid keys:.*n_layers"):
+        resolve_config("lightgcn", ["n_layer=2"])
+    proc = subprocess.run([sys.executable, "-m", "gcf.train", "lightgcn", "embeding_size=8"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "embeding_size" in proc.stderr
+
+
+def test_unknown_model_and_dataset():
+    with pytest.raises(ValueError, match="unknown model|no config"):
+        resolve_config("lightgcm")
+    with pytest.raises(ValueError, match="unknown dataset 'ml-5k'"):
+        resolve_config("bpr", ["dataset=ml-5k"])
+
+
+def test_overrides_are_typed():
+    cfg, kwargs = resolve_config("ngcf", ["hidden_size_list=[32, 32]", "learning_rate=0.01", "resume=true"])
+    assert kwargs["hidden_size_list"] == [32, 32] and cfg["learning_rate"] == 0.01 and cfg["resume"] is True
+
+
+def test_nan_loss_stops_the_run(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = MODELS["bpr"].loss
+
+    def loss(self, batch):
+        calls["n"] += 1
+        value = original(self, batch)
+        return value * float("nan") if calls["n"] == 3 else value
+
+    monkeypatch.setattr(MODELS["bpr"], "loss", loss)
+    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 3"):
+        run("bpr", [f"out_dir={tmp_path}", "epochs=2", "batch_size=512", *FAST], quiet=True)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_same_seed_same_result(tmp_path):
+    a = run("bpr", [f"out_dir={tmp_path / 'a'}", "epochs=2", *FAST], quiet=True)
+    b = run("bpr", [f"out_dir={tmp_path / 'b'}", "epochs=2", *FAST], quiet=True)
+    assert a["test"] == b["test"]
+    c = run("bpr", [f"out_dir={tmp_path / 'c'}", "epochs=2", "seed=7", *FAST], quiet=True)
+    assert c["test"] != a["test"]
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
+    args = ["epochs=4", "batch_size=1024", "message_dropout=0.1", *FAST]  # dropout: the torch RNG matters
+    full = run("ngcf", [f"out_dir={tmp_path / 'full'}", *args], quiet=True)
+
+    calls = {"n": 0}
+    original = MODELS["ngcf"].loss
+    per_epoch = None
+
+    def killed(self, batch):
+        calls["n"] += 1
+        if calls["n"] > 2 * per_epoch + 1:  # dies inside the third epoch
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    from gcf.data.sampler import n_batches  # noqa: the kill point: one batch into epoch 3
+    cfg, _ = resolve_config("ngcf", args)
+    from gcf.data.prepare import load_split
+    per_epoch = n_batches("pairwise", load_split(cfg).csr("train"), 1024)
+    monkeypatch.setattr(MODELS["ngcf"], "loss", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run("ngcf", [f"out_dir={tmp_path / 'resumed'}", *args], quiet=True)
+    monkeypatch.setattr(MODELS["ngcf"], "loss", original)
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["epoch"] == 2
+    resumed = run("ngcf", [f"out_dir={tmp_path / 'resumed'}", "resume=true", *args], quiet=True)
+    assert resumed["epochs"] == 4
+    assert resumed["test"] == pytest.approx(full["test"], rel=1e-6)
+    assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in full["history"]], rel=1e-6)
+
+
+def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        run("bpr", [f"out_dir={tmp_path}", "epochs=1", *FAST[:-2], "device=cuda"], quiet=True)
+
+
+BUDGET = {  # a short budget per model, all on the same k-cored split of the embedded data
+    "bpr": ["epochs=15", "learning_rate=0.005"],
+    "lightgcn": ["epochs=15", "learning_rate=0.005"],
+    "ngcf": ["epochs=10", "learning_rate=0.005"],
+    "ease": [],
+}
+
+
+@pytest.fixture(scope="module")
+def pop_metrics(tmp_path_factory):
+    return run("pop", [f"out_dir={tmp_path_factory.mktemp('pop')}", *FAST], quiet=True)["test"]
+
+
+@pytest.mark.parametrize("model", sorted(BUDGET))
+def test_model_beats_pop(model, pop_metrics, tmp_path):
+    test = run(model, [f"out_dir={tmp_path}", *BUDGET[model], *FAST], quiet=True)["test"]
+    assert test["ndcg@20"] > 1.1 * pop_metrics["ndcg@20"], (model, test["ndcg@20"], pop_metrics["ndcg@20"])
+    assert test["recall@20"] > 1.1 * pop_metrics["recall@20"]
