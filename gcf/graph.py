@@ -17,6 +17,8 @@ CPU, see ``benchmarks/``). A second backend, ``"scatter"``, propagates over the 
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -56,10 +58,12 @@ def normalize(a: sp.csr_matrix, kind: str = "sym") -> sp.csr_matrix:
 
 def to_torch_csr(m: sp.csr_matrix, device="cpu") -> torch.Tensor:
     m = m.tocsr()
-    return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
-                                   torch.from_numpy(m.indices.astype(np.int64)),
-                                   torch.from_numpy(m.data.astype(np.float32)),
-                                   size=m.shape, device=device)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": known, and what we want
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
+                                       torch.from_numpy(m.indices.astype(np.int64)),
+                                       torch.from_numpy(m.data.astype(np.float32)),
+                                       size=m.shape, device=device)
 
 
 class SymmetricSpMM(torch.autograd.Function):

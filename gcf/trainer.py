@@ -201,7 +201,7 @@ class Trainer:
 
     def _finish(self, valid: dict, epoch_secs: list, epochs: int, best_epoch: int) -> dict:
         t0 = time.perf_counter()
-        test = self.evaluate("test")
+        test = self.evaluate("test") if len(self.split.test) else {}  # cornac's fit has no test part
         eval_sec = time.perf_counter() - t0
         secs = epoch_secs[1:] if len(epoch_secs) > 2 else epoch_secs  # first epoch includes warm-up
         return {"valid": valid, "test": test,

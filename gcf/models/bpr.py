@@ -23,6 +23,7 @@ from .base import Recommender, TrainData, bpr_loss, l2_rows
 
 class BPR(Recommender):
     batch_kind = "pairwise"
+    score_is_dot = True  # score = user vector . item vector (cornac ANN can serve it)
 
     def __init__(self, data: TrainData, embedding_size: int = 64, reg_weight: float = 0.0):
         super().__init__(data)

@@ -31,6 +31,7 @@ from .base import Recommender, TrainData, bpr_loss, l2_rows
 
 class LightGCN(Recommender):
     batch_kind = "pairwise"
+    score_is_dot = True  # score = user vector . item vector (cornac ANN can serve it)
 
     def __init__(self, data: TrainData, embedding_size: int = 64, n_layers: int = 3, reg_weight: float = 1e-4,
                  init_std: float = 0.1, graph_backend: str = "spmm"):

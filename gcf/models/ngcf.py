@@ -38,6 +38,7 @@ from .base import Recommender, TrainData, bpr_loss, l2_rows
 
 class NGCF(Recommender):
     batch_kind = "pairwise"
+    score_is_dot = True  # score = user vector . item vector (cornac ANN can serve it)
 
     def __init__(self, data: TrainData, embedding_size: int = 64, hidden_size_list=(64, 64, 64),
                  node_dropout: float = 0.0, message_dropout: float = 0.1, reg_weight: float = 1e-5,

@@ -53,12 +53,14 @@ Choices (see ``MODELS.md`` section 5):
 
 Args:
     hidden_dims: hidden widths of the encoder; the decoder mirrors them (default: ``[600]``).
+        The item latents are ``[I, hidden_dims[0]]`` (``[I, latent_dim]`` when empty).
     latent_dim: K, the size of :math:`z` (default: 200).
     dropout: drop probability on the normalised input row (default: 0.5).
     anneal_cap: the largest :math:`\beta` (default: 0.2).
     total_anneal_steps: number of batches over which :math:`\beta` rises linearly from 0 to 1
         (capped at ``anneal_cap``); 0 means :math:`\beta = ` ``anneal_cap`` from the start
-        (default: 200000, the notebook's value for ML-20M).
+        (default: 200, so the cap 0.2 is reached after 40 batches; the notebook's 200000 is
+        for ML-20M's 234 batches per epoch and would keep :math:`\beta` near 0 on small data).
     likelihood: ``'mult'``, ``'bern'``, ``'gaus'`` or ``'pois'`` (default: ``'mult'``).
 """
 from __future__ import annotations
@@ -81,7 +83,7 @@ class VAECF(Recommender):
     batch_kind = "user_rows"
 
     def __init__(self, data: TrainData, hidden_dims=(600,), latent_dim: int = 200, dropout: float = 0.5,
-                 anneal_cap: float = 0.2, total_anneal_steps: int = 200000, likelihood: str = "mult"):
+                 anneal_cap: float = 0.2, total_anneal_steps: int = 200, likelihood: str = "mult"):
         super().__init__(data)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
