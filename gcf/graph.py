@@ -104,6 +104,19 @@ class Graph(torch.nn.Module):
                              persistent=False)
         self.register_buffer("edge_weight", torch.from_numpy(coo.data.astype(np.float32)), persistent=False)
 
+    # torch cannot pickle sparse CSR tensors: drop the matrix, rebuild it from the edge list
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_buffers"] = {k: v for k, v in self._buffers.items() if k != "adj"}
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            self._buffers["adj"] = torch.sparse_coo_tensor(
+                self.edge_index, self.edge_weight, (self.n_nodes, self.n_nodes)).coalesce().to_sparse_csr()
+
     @property
     def n_nodes(self) -> int:
         return self.n_users + self.n_items

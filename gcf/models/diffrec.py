@@ -88,7 +88,6 @@ import math
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .base import Recommender, TrainData
 
