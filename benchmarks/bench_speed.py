@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 
 
 def run_ours(model: str, dataset: str, epochs: int, device: str, threads: int) -> dict:

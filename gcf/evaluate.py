@@ -16,7 +16,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .data.sampler import dense_rows
 from .data.split import Split
 from .metrics import METRICS, topk_metrics
 
@@ -51,21 +50,39 @@ def evaluate(model, split: Split, part: str = "test", ks=(10, 20), metrics=METRI
     for start in range(0, len(users), batch_size):
         batch = users[start:start + batch_size]
         u = torch.from_numpy(batch).to(device)
-        scores = model.score(u).float()  # [B, n_items]
+        scores = model.score(u).float()  # [B, n_items], a fresh tensor (the contract): masked in place
         if sampled:
             hits, n_rel = _sampled_hits(scores, batch, target, seen, sampled, pop, rng, device)
         else:
-            mask = dense_rows(seen, batch).to(device) > 0
-            scores = scores.masked_fill(mask, float("-inf"))
+            rows, cols = _coords(seen, batch, device)
+            scores[rows, cols] = float("-inf")  # seen items never rank
             top = torch.topk(scores, min(ks[-1], split.n_items), dim=1).indices  # [B, K]
-            relevant = dense_rows(target, batch).to(device)
-            hits = relevant.gather(1, top)
+            hits = _membership(top, *_coords(target, batch, device), split.n_items)
             n_rel = torch.from_numpy(n_rel_all[batch]).to(device)
         for name, values in topk_metrics(hits, n_rel, ks, metrics).items():
             sums[name] = sums.get(name, 0.0) + float(values.double().sum())
     model.train(was_training)
     label = f"[{sampled}]" if sampled else ""
     return {f"{name}{label}": total / len(users) for name, total in sums.items()}
+
+
+def _coords(csr: sp.csr_matrix, batch: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row in batch, item) of the non-zeros of ``csr[batch]``, sorted by row then item."""
+    sub = csr[batch]
+    sub.sort_indices()
+    rows = np.repeat(np.arange(len(batch), dtype=np.int64), np.diff(sub.indptr))
+    return torch.from_numpy(rows).to(device), torch.from_numpy(sub.indices.astype(np.int64)).to(device)
+
+
+def _membership(top: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n_items: int) -> torch.Tensor:
+    """``hits[b, r] = 1.0`` where ``top[b, r]`` is among the (rows, cols) pairs: a sorted-key
+    search, so no dense ``[B, n_items]`` target matrix is built."""
+    keys = rows * n_items + cols  # sorted
+    query = torch.arange(len(top), device=top.device).unsqueeze(1) * n_items + top
+    pos = torch.searchsorted(keys, query).clamp(max=max(len(keys) - 1, 0))
+    if len(keys) == 0:
+        return torch.zeros_like(top, dtype=torch.float32)
+    return (keys[pos] == query).float()
 
 
 def _sampled_hits(scores, batch, target: sp.csr_matrix, seen: sp.csr_matrix, sampled: str, pop, rng, device):

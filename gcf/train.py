@@ -24,6 +24,7 @@ import yaml
 
 from .config import resolve_config
 from .data.prepare import hash_files, load_split, source_files
+from .latents import export_latents, save_latents
 from .models import TrainData, get_model_class
 from .trainer import Trainer
 
@@ -83,6 +84,9 @@ def run(model: str, overrides=(), quiet: bool = False) -> dict:
     log.info("model %s: %s, %d parameters, device %s", cfg["model"], kwargs, n_params, cfg["device"])
     trainer = Trainer(net, split, cfg, out_dir)
     metrics = trainer.fit()
+    latents = export_latents(net, split)
+    if latents is not None:  # for bridges/: user and item vectors with their raw ids
+        save_latents(out_dir / "latents.npz", latents)
     metrics["history"] = trainer.history
     metrics["model"], metrics["dataset"], metrics["out_dir"] = cfg["model"], cfg["dataset"], str(out_dir)
     with open(out_dir / "metrics.json", "w") as f:
@@ -116,7 +120,8 @@ def main(argv=None) -> int:
           f"of {metrics['epochs']}, {metrics['sec_per_epoch']:.2f} s/epoch, test evaluation {metrics['eval_sec']:.2f} s)")
     print(format_table(metrics))
     out = Path(metrics["out_dir"])
-    print(f"files: {out / 'metrics.json'}, {out / 'config.yaml'}, {out / 'train.log'}, {out / 'best.pt'}")
+    files = ["metrics.json", "config.yaml", "train.log", "best.pt", "latents.npz"]
+    print("files: " + ", ".join(str(out / f) for f in files if (out / f).exists()))
     return 0
 
 

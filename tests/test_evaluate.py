@@ -205,3 +205,10 @@ def test_bad_sampled_spec(tiny, spec):
     split, model = tiny
     with pytest.raises(ValueError, match="expected 'uni<N>' or 'pop<N>'"):
         evaluate(model, split, "test", sampled=spec)
+
+
+def test_evaluation_leaves_the_model_untouched(pop, ml_small_split):
+    """The evaluator masks scores in place: a model's buffers must not be written through."""
+    before = pop.counts.clone()
+    evaluate(pop, ml_small_split, "test", ks=(10,))
+    assert torch.equal(pop.counts, before)

@@ -40,6 +40,19 @@ def test_cli_end_to_end(tmp_path):
     last = torch.load(out / "last.pt", weights_only=True)
     assert last["epoch"] == 2 and "optimizer" in last
 
+    # latents next to the checkpoint, and the trained model rebuilt from the run's files
+    from gcf.evaluate import evaluate
+    from gcf.latents import load_latents, load_trained
+
+    lat = load_latents(out / "latents.npz")
+    model, split = load_trained(out)
+    assert lat["user"].shape == (split.n_users, 64) and lat["item"].shape == (split.n_items, 64)
+    assert list(lat["user_ids"]) == list(split.train.user_ids) and lat["item_ids"][0] == split.train.item_ids[0]
+    u, i = model.latents()
+    assert torch.allclose(u, torch.from_numpy(lat["user"]), atol=1e-6)
+    again = evaluate(model, split, "test", ks=[10, 20])
+    assert again["recall@20"] == pytest.approx(metrics["test"]["recall@20"], rel=1e-6)
+
 
 def test_unknown_key_is_an_error_naming_it():
     with pytest.raises(ValueError, match=r"unknown key\(s\) 'n_layer'.*valid keys:.*n_layers"):

@@ -10,7 +10,8 @@ A model is built as ``Model(data, **hyperparameters)`` where ``data`` is a :clas
   that implement ``fit`` instead of ``loss``.
 - ``loss(batch) -> scalar tensor``: one training step's objective.
 - ``fit(data)``: closed-form fit (Pop, EASE).
-- ``score(users) -> [B, n_items]``: higher is better; the evaluator masks seen items.
+- ``score(users) -> [B, n_items]``: higher is better; a fresh tensor (never a view of a
+  parameter or buffer), since the evaluator masks seen items in place.
 - ``latents() -> (user [n_users, d], item [n_items, d])``: the representations that
   ``bridges/`` feeds to sequence models; models without a latent space raise.
 

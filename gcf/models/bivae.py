@@ -150,6 +150,7 @@ def feature_matrix(features: dict | None, n: int) -> np.ndarray | None:
 
 class BiVAE(Recommender):
     batch_kind = "item_user_rows"
+    score_is_dot = True  # score = mu_theta[u] . mu_beta[i] (cornac ANN can serve it)
 
     def __init__(self, data: TrainData, k: int = 50, encoder_structure=(100,), act_fn: str = "tanh",
                  likelihood: str = "pois", beta_kl: float = 1.0, cap_priors: bool = False,

@@ -20,4 +20,4 @@ class Pop(Recommender):
         self.counts.copy_(torch.from_numpy(item_popularity(data.train)))
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
-        return self.counts.unsqueeze(0).expand(len(users), -1)  # [B, I]
+        return self.counts.unsqueeze(0).repeat(len(users), 1)  # [B, I], a fresh tensor (not a view)
