@@ -77,11 +77,11 @@ def _coords(csr: sp.csr_matrix, batch: np.ndarray, device) -> tuple[torch.Tensor
 def _membership(top: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n_items: int) -> torch.Tensor:
     """``hits[b, r] = 1.0`` where ``top[b, r]`` is among the (rows, cols) pairs: a sorted-key
     search, so no dense ``[B, n_items]`` target matrix is built."""
+    if len(rows) == 0:
+        return torch.zeros_like(top, dtype=torch.float32)
     keys = rows * n_items + cols  # sorted
     query = torch.arange(len(top), device=top.device).unsqueeze(1) * n_items + top
-    pos = torch.searchsorted(keys, query).clamp(max=max(len(keys) - 1, 0))
-    if len(keys) == 0:
-        return torch.zeros_like(top, dtype=torch.float32)
+    pos = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)
     return (keys[pos] == query).float()
 
 

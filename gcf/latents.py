@@ -54,18 +54,16 @@ def load_latents(path: str | Path) -> dict:
 
 def load_trained(out_dir: str | Path, device: str = "cpu"):
     """Rebuild a finished run's model and split from ``out_dir/config.yaml`` + ``best.pt``."""
+    from .config import resolve_config
     from .data.prepare import load_split
-    from .models import TrainData, get_model_class
+    from .train import build_model  # late: gcf.train imports this module
 
     out_dir = Path(out_dir)
     with open(out_dir / "config.yaml") as f:
         cfg = yaml.safe_load(f)["config"]
     split = load_split(cfg)
-    cls = get_model_class(cfg["model"])
-    from .config import resolve_config
-
     _, kwargs = resolve_config(cfg["model"], {k: v for k, v in cfg.items() if k != "model"})
-    model = cls(TrainData.from_split(split), **kwargs)
+    model = build_model(cfg["model"], kwargs, split, int(cfg["seed"]))
     state = torch.load(out_dir / "best.pt", map_location=device, weights_only=True)["model"]
     model.load_state_dict(state)
     model.to(device).eval()
