@@ -38,7 +38,7 @@ from .trainer import Trainer
 
 # training keys a wrapper takes besides the model's own
 TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "weight_decay", "seed", "device", "eval_step",
-              "stopping_step", "valid_metric")
+              "stopping_step", "valid_metric", "rating_threshold")
 
 
 class GCFRecommender(Recommender):
@@ -66,7 +66,7 @@ class GCFRecommender(Recommender):
         Recommender.fit(self, train_set, val_set)
         if not self.trainable:
             return self
-        split = _split_from_cornac(train_set, val_set)
+        split = _split_from_cornac(train_set, val_set, self.rating_threshold)
         overrides = {k: getattr(self, k) for k in self.param_names}
         overrides["progress"] = bool(self.verbose)
         if val_set is None:  # no validation: train the given number of epochs
@@ -120,7 +120,10 @@ class DotProductANN(ANNMixin):
         return self.model.latents()[1].cpu().numpy()
 
 
-def _split_from_cornac(train_set, val_set) -> Split:
+def _split_from_cornac(train_set, val_set, rating_threshold=None) -> Split:
+    """cornac's sets as a :class:`Split` over cornac's own user/item indices; with
+    ``rating_threshold`` only ratings >= it are training (and validation) interactions, as
+    ``rating_threshold=`` does on the CLI (cornac's ``train_set`` holds every rating)."""
     n_users, n_items = train_set.num_users, train_set.num_items
     user_ids = np.array(sorted(train_set.uid_map, key=train_set.uid_map.get), dtype=str)[:n_users]
     item_ids = np.array(sorted(train_set.iid_map, key=train_set.iid_map.get), dtype=str)[:n_items]
@@ -132,9 +135,13 @@ def _split_from_cornac(train_set, val_set) -> Split:
         keep = (u < n_users) & (i < n_items)  # cornac's global maps may hold unseen ids
         return Interactions(u[keep], i[keep], user_ids, item_ids, ratings=np.asarray(r)[keep], source=source)
 
-    train = part(train_set, "cornac train_set")
-    empty = part(None, "cornac (no test)")
-    return Split(train, part(val_set, "cornac val_set"), empty, "cornac")
+    train = part(train_set, "cornac train_set").implicit(rating_threshold)
+    valid = part(val_set, "cornac val_set")
+    if val_set is not None:
+        valid = valid.implicit(rating_threshold)
+    if len(train) == 0:
+        raise ValueError(f"cornac train_set has no rating >= rating_threshold={rating_threshold}")
+    return Split(train, valid, part(None, "cornac (no test)"), "cornac")
 
 
 def _make_wrapper(key: str, model_cls) -> type:

@@ -2,7 +2,7 @@
 
 Per epoch: the batches of the model's ``batch_kind`` (seeded by ``(seed, epoch)``), ``loss``,
 backward, optimizer step; a non-finite loss stops the run with an error naming the epoch and
-batch. Every ``eval_step`` epochs the validation split is ranked; the best epoch on
+batch. Every ``eval_step`` epochs and after the last epoch the validation split is ranked; the best epoch on
 ``valid_metric`` is kept in ``best.pt`` and training stops after ``stopping_step`` validations
 without improvement. ``last.pt`` (model, optimizer, torch RNG, epoch, early-stopping state) is
 written every epoch, so ``resume=True`` continues a killed run and reaches the same result
@@ -70,8 +70,7 @@ class Trainer:
         self.has_valid = len(split.valid) > 0
         self.optimizer = None
         if model.batch_kind is not None:
-            params = [p for p in model.parameters() if p.requires_grad]
-            self.optimizer = torch.optim.Adam(params, lr=float(cfg["learning_rate"]),
+            self.optimizer = torch.optim.Adam(model.param_groups(), lr=float(cfg["learning_rate"]),
                                               weight_decay=float(cfg.get("weight_decay", 0.0)))
 
     # ------------------------------------------------------------ evaluation
@@ -141,6 +140,7 @@ class Trainer:
                 stopped_early = True
                 break
             self.model.train()
+            self.model.start_epoch(epoch)
             rng = np.random.default_rng([seed, epoch])
             t0 = time.perf_counter()
             loss_sum, count = 0.0, 0
@@ -163,7 +163,7 @@ class Trainer:
             sec = time.perf_counter() - t0
             state["epoch_secs"].append(sec)
             record = {"epoch": epoch + 1, "loss": loss_sum / max(count, 1), "sec": sec}
-            if self.has_valid and (epoch + 1) % eval_step == 0:
+            if self.has_valid and ((epoch + 1) % eval_step == 0 or epoch + 1 == epochs):  # the last one too
                 valid = self.evaluate("valid")
                 if metric not in valid:
                     raise ValueError(f"valid_metric={metric!r} is not computed; available: {sorted(valid)}")

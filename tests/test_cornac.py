@@ -91,3 +91,15 @@ def test_grid_search_runs(ratio_split):
     gs.fit(ratio_split.train_set, ratio_split.val_set)
     assert gs.best_params["reg_weight"] in (10.0, 500.0)
     assert gs.best_model.reg_weight == gs.best_params["reg_weight"]
+
+
+def test_rating_threshold_trains_on_high_ratings_only(ratio_split):
+    train = ratio_split.train_set
+    n_high = int((np.asarray(train.uir_tuple[2]) >= 4.0).sum())
+    all_ratings = gc.Pop().fit(train)
+    high = gc.Pop(rating_threshold=4.0).fit(train)
+    assert all_ratings.model._train_matrix.nnz == len(train.uir_tuple[0]) > n_high
+    assert high.model._train_matrix.nnz == n_high
+    assert high.model.n_users == all_ratings.model.n_users  # cornac's indices are kept
+    with pytest.raises(ValueError, match="rating_threshold=9"):
+        gc.Pop(rating_threshold=9.0).fit(train)

@@ -1,4 +1,4 @@
-"""Generative CF models (Mult-VAE, BiVAE, DiffRec): they learn on real data, and keep the contract.
+"""Generative CF models (Mult-VAE, BiVAE, DiffRec, L-DiffRec): they learn on real data, and keep the contract.
 
 Each model trains for a few epochs on the embedded MovieLens latest-small (5/10-core, random
 8:1:1, seed 2020) and must beat Pop on test NDCG@20 and Recall@20. The budgets are small,
@@ -17,7 +17,8 @@ from gcf.config import config_dir, model_yaml, read_yaml
 from gcf.data import loaders
 from gcf.data.interactions import Interactions
 from gcf.data.split import random_ratio
-from gcf.models import BiVAE, DiffRec, Pop, TrainData, VAECF, get_model_class
+from gcf.models import BiVAE, DiffRec, LDiffRec, Pop, TrainData, VAECF, get_model_class
+from gcf.models.ldiffrec import kmeans
 from gcf.trainer import Trainer
 
 RATINGS = Path(loaders.__file__).resolve().parent / "ml-latest-small" / "ratings.csv"
@@ -27,6 +28,7 @@ BUDGETS = {
     "vaecf": (10, 64, 1e-3),
     "bivae": (20, 64, 3e-3),
     "diffrec": (5, 100, 1e-3),
+    "ldiffrec": (10, 100, 1e-3),
 }
 
 
@@ -145,7 +147,56 @@ def test_diffrec_has_no_latents_and_keeps_history(data):
 
 
 def test_configs_build_registered_models(data):
-    for name, cls in (("vaecf", VAECF), ("bivae", BiVAE), ("diffrec", DiffRec)):
+    for name, cls in (("vaecf", VAECF), ("bivae", BiVAE), ("diffrec", DiffRec), ("ldiffrec", LDiffRec)):
         kwargs, _ = model_yaml(name)
         assert get_model_class(name) is cls
         assert isinstance(cls(data, **kwargs), cls)
+
+
+def test_kmeans_finds_separated_clusters():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 0.1, (50, 2)), rng.normal(5, 0.1, (30, 2)), rng.normal(-5, 0.1, (20, 2))])
+    labels = kmeans(x, 3, seed=0)
+    assert sorted(np.bincount(labels)) == [20, 30, 50]
+    assert len(set(labels[:50])) == len(set(labels[50:80])) == len(set(labels[80:])) == 1
+    assert (kmeans(x, 3, seed=0) == labels).all()
+
+
+def test_ldiffrec_clusters_latents_and_schedules(data, tmp_path):
+    torch.manual_seed(0)
+    model = LDiffRec(data, n_cate=3, ae_dims=[40], dims_dnn=[16], steps=3, anneal_steps=10, lamda=0.05,
+                     anneal_cap=0.01, vae_anneal_steps=4)
+    assert sum(model.cluster_sizes) == data.n_items and len(model.cluster_sizes) == 3
+    assert sum(model.cluster_dims) == 40 and "item_cluster" in model.state_dict()
+    # one Adam group for the autoencoder at its own learning rate, one for the denoiser
+    groups = model.param_groups()
+    assert groups[0]["lr"] == 5e-4 and "lr" not in groups[1]
+    n_params = sum(p.numel() for g in groups for p in g["params"])
+    assert n_params == sum(p.numel() for p in model.parameters())
+    model.train()
+    rows = model.history_rows(torch.arange(32))
+    assert model.kl_weight == 0.0 and model.diffusion_weight == pytest.approx(0.05)
+    model.loss((torch.arange(32), rows)).backward()
+    assert model.kl_weight == pytest.approx(0.25)  # 1 batch / 4
+    model.loss((torch.arange(32), rows)).backward()
+    assert model.kl_weight == pytest.approx(0.3)  # capped
+    model.start_epoch(8)
+    assert model.diffusion_weight == pytest.approx(0.01)  # max((1 - 8/10) * 0.05, 0.01)
+    model.eval()
+    user, item = model.latents()
+    assert user.shape == (data.n_users, 40) and item.shape == (data.n_items, 40)
+    scores = model.score(torch.arange(5))
+    assert scores.shape == (5, data.n_items) and torch.isfinite(scores).all()
+
+    # clustering on a gcf latents.npz, matched by raw item id (here: shuffled rows)
+    from gcf.latents import save_latents
+
+    vecs = np.random.default_rng(0).normal(size=(data.n_items, 4)).astype(np.float32)
+    perm = np.random.default_rng(1).permutation(data.n_items)
+    path = save_latents(tmp_path / "latents.npz", {"item": vecs[perm], "item_ids": data.item_ids[perm],
+                                                    "user": np.zeros((1, 4), np.float32)})
+    a = LDiffRec(data, n_cate=2, ae_dims=[20], dims_dnn=[8], item_latents=str(path))
+    assert (a.item_cluster.numpy() == kmeans(vecs, 2, seed=0)).all()
+    path = save_latents(tmp_path / "few.npz", {"item": vecs[:10], "item_ids": data.item_ids[:10]})
+    with pytest.raises(ValueError, match="have no vector there"):
+        LDiffRec(data, n_cate=2, item_latents=str(path))

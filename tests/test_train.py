@@ -151,3 +151,9 @@ def test_model_beats_pop(model, pop_metrics, tmp_path):
     test = run(model, [f"out_dir={tmp_path}", *BUDGET[model], *FAST], quiet=True)["test"]
     assert test["ndcg@20"] > 1.1 * pop_metrics["ndcg@20"], (model, test["ndcg@20"], pop_metrics["ndcg@20"])
     assert test["recall@20"] > 1.1 * pop_metrics["recall@20"]
+
+
+def test_last_epoch_is_validated_when_eval_step_skips_it(tmp_path):
+    metrics = run("bpr", [f"out_dir={tmp_path}", "epochs=2", "eval_step=5", *FAST], quiet=True)
+    assert metrics["valid"] and (tmp_path / "best.pt").exists()
+    assert [("valid" in h) for h in metrics["history"]] == [False, True]

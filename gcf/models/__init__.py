@@ -7,6 +7,7 @@ from .bivae import BiVAE
 from .bpr import BPR
 from .diffrec import DiffRec
 from .ease import EASE
+from .ldiffrec import LDiffRec
 from .lightgcn import LightGCN
 from .ngcf import NGCF
 from .pop import Pop
@@ -21,6 +22,7 @@ MODELS: dict[str, type[Recommender]] = {
     "vaecf": VAECF,
     "bivae": BiVAE,
     "diffrec": DiffRec,
+    "ldiffrec": LDiffRec,
 }
 
 

@@ -14,6 +14,8 @@ A model is built as ``Model(data, **hyperparameters)`` where ``data`` is a :clas
   parameter or buffer), since the evaluator masks seen items in place.
 - ``latents() -> (user [n_users, d], item [n_items, d])``: the representations that
   ``bridges/`` feeds to sequence models; models without a latent space raise.
+- Optional: ``param_groups()`` (per-module learning rates) and ``start_epoch(epoch)`` (schedules
+  that count epochs, not batches).
 
 Caches (propagated embeddings for evaluation, ...) live in ``self._cache`` and are dropped
 whenever the model switches between train and eval mode or its parameters are reloaded.
@@ -37,11 +39,12 @@ class TrainData:
     train: sp.csr_matrix  # binary n_users x n_items
     item_features: dict | None = None
     user_features: dict | None = None
+    item_ids: np.ndarray | None = None  # raw ids, row i of the item side is item_ids[i]
 
     @classmethod
     def from_split(cls, split) -> "TrainData":
         return cls(split.n_users, split.n_items, split.csr("train"),
-                   split.train.item_features, split.train.user_features)
+                   split.train.item_features, split.train.user_features, split.train.item_ids)
 
 
 class Recommender(nn.Module):
@@ -68,6 +71,13 @@ class Recommender(nn.Module):
 
     def latents(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise TypeError(f"{type(self).__name__} has no user/item latent space")
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer parameter groups; a group may set its own ``lr`` (the config's is the default)."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called by the trainer before each training epoch (0-based, also after a resume)."""
 
     # -------------------------------------------------------------- helpers
     @property

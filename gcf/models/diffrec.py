@@ -80,6 +80,7 @@ Args:
     dropout: dropout on the denoiser's input row (default: 0.5).
     beta_fixed: set :math:`\beta_1 = 10^{-5}` (default: True).
     history_num_per_term: losses remembered per step for importance sampling (default: 10).
+    width: size of the diffused vector (default: ``n_items``; set by L-DiffRec, not a config key).
 """
 from __future__ import annotations
 
@@ -163,7 +164,8 @@ class DiffRec(Recommender):
     def __init__(self, data: TrainData, dims_dnn=(300,), emb_size: int = 10, steps: int = 5,
                  noise_schedule: str = "linear-var", noise_scale: float = 1e-2, noise_min: float = 5e-4,
                  noise_max: float = 5e-3, sampling_steps: int = 0, reweight: bool = True, mean_type: str = "x0",
-                 dropout: float = 0.5, beta_fixed: bool = True, history_num_per_term: int = 10):
+                 dropout: float = 0.5, beta_fixed: bool = True, history_num_per_term: int = 10,
+                 width: int | None = None):
         super().__init__(data)
         if mean_type not in MEAN_TYPES:
             raise ValueError(f"mean_type must be one of {', '.join(MEAN_TYPES)}, got {mean_type!r}")
@@ -178,7 +180,8 @@ class DiffRec(Recommender):
         self.mean_type = mean_type
         self.reweight = bool(reweight) and self.noise_scale != 0.0
         self.history_num = int(history_num_per_term)
-        self.net = Denoiser(data.n_items, [int(d) for d in dims_dnn], int(emb_size), float(dropout))
+        # the diffused vector: the interaction row (n_items), or L-DiffRec's latent (``width``)
+        self.net = Denoiser(int(width or data.n_items), [int(d) for d in dims_dnn], int(emb_size), float(dropout))
         self.register_buffer("Lt_history", torch.zeros(steps, self.history_num, dtype=torch.float64))
         self.register_buffer("Lt_count", torch.zeros(steps, dtype=torch.long))
         if noise_schedule not in SCHEDULES:
@@ -252,21 +255,21 @@ class DiffRec(Recommender):
             self.Lt_history[s, : len(window)] = window
             self.Lt_count[s] = len(window)
 
-    # ------------------------------------------------------------ contract
-    def loss(self, batch) -> torch.Tensor:
-        _, x0 = batch
-        x0 = (x0 > 0).float()  # [B, I]
+    def diffusion_loss(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss [B], predicted x0 [B, d])`` of clean vectors ``x0 [B, d]``: the per-row loss
+        is already divided by ``p_t * T`` (importance sampling), so its mean is the objective."""
         n = x0.shape[0]
         if self.noise_scale == 0.0:
             t = torch.randint(0, self.steps, (n,), device=x0.device)
             out = self.net(x0, t)
-            return ((x0 - out) ** 2).mean(1).mean()
+            return ((x0 - out) ** 2).mean(1), out
         t, pt = self.sample_steps(n, x0.device)  # [B], [B]
         noise = torch.randn_like(x0)
         x_t = self.q_sample(x0, t, noise)
-        out = self.net(x_t, t)  # [B, I]
+        out = self.net(x_t, t)  # [B, d]
         target = x0 if self.mean_type == "x0" else noise
         mse = ((target - out) ** 2).mean(1)  # [B]
+        x0_hat = self._predict_x0(x_t, t, out)
         if not self.reweight:
             loss = mse
         elif self.mean_type == "x0":
@@ -275,15 +278,21 @@ class DiffRec(Recommender):
         else:
             weight = (1 - self.alphas_cumprod[t]) / ((1 - self.alphas_cumprod_prev[t]) ** 2 * (1 - self.betas[t]))
             weight = torch.where(t == 0, torch.ones_like(weight), weight).float()
-            likelihood = ((x0 - self._predict_x0(x_t, t, out)) ** 2 / 2.0).mean(1)
+            likelihood = ((x0 - x0_hat) ** 2 / 2.0).mean(1)
             loss = weight * torch.where(t == 0, likelihood, mse)
         if self.training:
             self._record(t, loss)
-        return (loss / pt).mean()
+        return loss / pt, x0_hat
+
+    # ------------------------------------------------------------ contract
+    def loss(self, batch) -> torch.Tensor:
+        _, x0 = batch
+        return self.diffusion_loss((x0 > 0).float())[0].mean()
 
     @torch.no_grad()
     def denoise(self, x0: torch.Tensor) -> torch.Tensor:
-        """Reverse process from the (optionally noised) row ``x0 [B, I]``; the scores ``[B, I]``."""
+        """Reverse process from the (optionally noised) ``x0 [B, d]``; the denoised ``[B, d]``
+        (DiffRec's scores when ``x0`` is the interaction row)."""
         n = x0.shape[0]
         if self.noise_scale == 0.0:
             x = x0

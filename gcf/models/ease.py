@@ -31,7 +31,7 @@ class EASE(Recommender):
     @torch.no_grad()
     def fit(self, data: TrainData) -> None:
         x = data.train.astype("float64")
-        gram = torch.from_numpy((x.T @ x).toarray())  # [I, I]
+        gram = torch.from_numpy((x.T @ x).toarray()).to(self.weights.device)  # [I, I], inverted on the model's device
         gram.diagonal().add_(self.reg_weight)
         p = torch.linalg.inv(gram)
         b = p / (-p.diagonal()).unsqueeze(0)  # column j divided by -P_jj
