@@ -37,7 +37,7 @@ RECBOLE = {
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default="pop,bpr,ease,ngcf,lightgcn,vaecf,bivae,diffrec")
+    p.add_argument("--models", default="pop,bpr,ease,ngcf,lightgcn,vaecf,bivae,diffrec,ldiffrec")
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--out-root", default="runs/bench-accuracy")
     p.add_argument("--out", default=None)

@@ -28,7 +28,7 @@ BUDGETS = {
     "vaecf": (10, 64, 1e-3),
     "bivae": (20, 64, 3e-3),
     "diffrec": (5, 100, 1e-3),
-    "ldiffrec": (10, 100, 1e-3),
+    "ldiffrec": (40, 64, 1e-3),
 }
 
 
@@ -170,7 +170,7 @@ def test_ldiffrec_clusters_latents_and_schedules(data, tmp_path):
     assert sum(model.cluster_dims) == 40 and "item_cluster" in model.state_dict()
     # one Adam group for the autoencoder at its own learning rate, one for the denoiser
     groups = model.param_groups()
-    assert groups[0]["lr"] == 5e-4 and "lr" not in groups[1]
+    assert groups[0]["lr"] == 5e-4 and "lr" not in groups[1]  # the class default
     n_params = sum(p.numel() for g in groups for p in g["params"])
     assert n_params == sum(p.numel() for p in model.parameters())
     model.train()

@@ -33,8 +33,9 @@ Faithful to the official code (YiyanXu/DiffRec ``L-DiffRec``), including its qui
   rescaled) row is also the target of the multinomial likelihood;
 - KL :math:`= -\tfrac12\,\mathrm{mean}_u \sum_k (1 + \log\sigma^2 - \mu^2 - \sigma^2)`; Xavier-normal
   weights and zero biases in the autoencoder; the denoiser is DiffRec's (dropout 0.5 on its input);
-- two learning rates: ``ae_learning_rate`` for the autoencoder (official ``lr1`` 5e-4) and the
-  run's ``learning_rate`` for the denoiser (``lr2`` 1e-4), through :meth:`param_groups`.
+- two learning rates: ``ae_learning_rate`` for the autoencoder (official ``lr1``) and the
+  run's ``learning_rate`` for the denoiser (``lr2``), through :meth:`param_groups` (the
+  released 5e-4 / 1e-4 are too slow on small data: ``configs/model/ldiffrec.yaml`` uses 1e-3 / 1e-3).
 
 Departures:
 
@@ -59,7 +60,7 @@ Args:
     lamda, anneal_cap, anneal_steps: the weight of the diffusion loss, see above
         (defaults: 0.03, 0.005, 500).
     vae_anneal_cap, vae_anneal_steps: the KL weight schedule (defaults: 0.3, 200).
-    ae_learning_rate: learning rate of the autoencoder (default: 5e-4).
+    ae_learning_rate: learning rate of the autoencoder (default: 5e-4; the config ships 1e-3).
     item_latents: path of a ``latents.npz`` whose item vectors are clustered (default: None = SVD).
     The remaining keys are DiffRec's (:mod:`gcf.models.diffrec`) on the latent: ``dims_dnn``,
     ``emb_size``, ``steps``, ``noise_schedule``, ``noise_scale``, ``noise_min``, ``noise_max``,
