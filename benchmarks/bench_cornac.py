@@ -9,8 +9,8 @@ experiment has no validation split to stop on).
 
     python benchmarks/bench_cornac.py --data-dir ../shared/data [--seeds 123,456,789]
 
-Writes ``benchmarks/results/cornac_ml-100k.json`` and prints a Markdown table (mean over
-seeds, min-max in brackets).
+Writes ``benchmarks/results/cornac_ml-100k.json`` and ``.png`` (NDCG@20 against train time)
+and prints a Markdown table (mean over seeds, min-max in brackets).
 
 Our epochs and batch sizes are not tuned on these test sets: ``--tune`` picks them on a
 separate split (seed 2020, ``RatioSplit(test_size=0.2, val_size=0.1)``) by cornac's
@@ -114,6 +114,32 @@ def tune(data, seed: int, out: Path) -> None:
     print(f"wrote {out}")
 
 
+def plot(results: dict, path: Path) -> Path:
+    """NDCG@20 against train time per fit (log scale), seed min-max as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for name, r in results.items():
+        y, t = np.array(r["ndcg@20"]), np.array(r["train_sec"])
+        ours = name.startswith("gcf-")
+        ax.errorbar(t.mean(), y.mean(), yerr=[[y.mean() - y.min()], [y.max() - y.mean()]],
+                    xerr=[[t.mean() - t.min()], [t.max() - t.mean()]], fmt="o" if ours else "s",
+                    color="tab:blue" if ours else "tab:red", capsize=3)
+        ax.annotate(name, (t.mean(), y.mean()), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("train seconds per fit (2 CPU cores, log scale)")
+    ax.set_ylabel("NDCG@20 (mean of seeds, min-max bars)")
+    ax.set_title("ml-100k, cornac RatioSplit(0.2, rating_threshold=4): gcf (blue) vs cornac (red)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=os.environ.get("GCF_DATA_DIR", str(HERE.parents[1] / "shared" / "data")))
@@ -122,7 +148,11 @@ def main() -> None:
     p.add_argument("--out", default=str(HERE / "results" / "cornac_ml-100k.json"))
     p.add_argument("--tune", action="store_true", help="pick our epochs/batch sizes on a validation split")
     p.add_argument("--tune-seed", type=int, default=2020)
+    p.add_argument("--plot-only", action="store_true", help="redraw the plot from --out's JSON")
     args = p.parse_args()
+    if args.plot_only:
+        results = json.loads(Path(args.out).read_text())["results"]
+        return print(f"wrote {plot(results, Path(args.out).with_suffix('.png'))}")
     data = load_ml100k(Path(args.data_dir))
     if args.tune:
         return tune(data, args.tune_seed, HERE / "results" / "cornac_tuning.json")
@@ -153,7 +183,7 @@ def main() -> None:
               f"{np.mean(r['test_sec']):.1f} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"seeds": args.seeds, "results": results}, indent=2))
-    print(f"\nwrote {args.out}")
+    print(f"\nwrote {args.out} and {plot(results, Path(args.out).with_suffix('.png'))}")
 
 
 if __name__ == "__main__":
