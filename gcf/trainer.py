@@ -59,8 +59,6 @@ class Trainer:
         self.split = split
         self.cfg = cfg
         self.device = resolve_device(str(cfg.get("device", "auto")))
-        if self.device.type == "cpu":  # e.g. the CPU index_put backward is otherwise order-dependent
-            torch.use_deterministic_algorithms(True, warn_only=True)
         self.model.to(self.device)
         self.out_dir = Path(out_dir) if out_dir else None
         if self.out_dir:
@@ -110,9 +108,17 @@ class Trainer:
         """Train, early-stop on validation, rank the test split with the best model; returns
         the metrics dict that ``metrics.json`` holds."""
         torch.manual_seed(int(self.cfg["seed"]))
-        if self.model.batch_kind is None:
-            return self._fit_closed_form()
-        return self._fit_loop()
+        # deterministic kernels on CPU (e.g. the index_put backward is otherwise order-dependent),
+        # for this fit only: the caller's process (a cornac Experiment, ...) gets its setting back
+        before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            if self.model.batch_kind is None:
+                return self._fit_closed_form()
+            return self._fit_loop()
+        finally:
+            torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
     def _fit_closed_form(self) -> dict:
         start = time.perf_counter()

@@ -157,3 +157,9 @@ def test_last_epoch_is_validated_when_eval_step_skips_it(tmp_path):
     metrics = run("bpr", [f"out_dir={tmp_path}", "epochs=2", "eval_step=5", *FAST], quiet=True)
     assert metrics["valid"] and (tmp_path / "best.pt").exists()
     assert [("valid" in h) for h in metrics["history"]] == [False, True]
+
+
+def test_fit_restores_the_callers_determinism_setting(tmp_path):
+    assert not torch.are_deterministic_algorithms_enabled()
+    run("bpr", [f"out_dir={tmp_path}", "epochs=1", *FAST], quiet=True)
+    assert not torch.are_deterministic_algorithms_enabled()
