@@ -197,6 +197,14 @@ def test_ldiffrec_clusters_latents_and_schedules(data, tmp_path):
                                                     "user": np.zeros((1, 4), np.float32)})
     a = LDiffRec(data, n_cate=2, ae_dims=[20], dims_dnn=[8], item_latents=str(path))
     assert (a.item_cluster.numpy() == kmeans(vecs, 2, seed=0)).all()
+    # a checkpoint brings its clustering along: same cluster sizes, other items -> the loaded ones
+    b = LDiffRec(data, n_cate=2, ae_dims=[20], dims_dnn=[8], item_latents=str(path))
+    state = a.state_dict()
+    state["item_cluster"] = torch.from_numpy(np.roll(state["item_cluster"].numpy(), 1))
+    b.load_state_dict(state)
+    assert (b.item_cluster[b.item_order].diff() >= 0).all()  # item_order follows the loaded clusters
+    b.eval()
+    assert torch.isfinite(b.score(torch.arange(3))).all()
     path = save_latents(tmp_path / "few.npz", {"item": vecs[:10], "item_ids": data.item_ids[:10]})
     with pytest.raises(ValueError, match="have no vector there"):
         LDiffRec(data, n_cate=2, item_latents=str(path))

@@ -195,6 +195,16 @@ class LDiffRec(DiffRec):
                 nn.init.xavier_normal_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Also restores the clustering the weights were trained with (``item_cluster``)."""
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        clusters = self.item_cluster.cpu().numpy()
+        if np.bincount(clusters, minlength=len(self.cluster_sizes)).tolist() != self.cluster_sizes:
+            raise ValueError("the checkpoint's item clusters have other sizes than this model's encoders")
+        order = torch.from_numpy(np.argsort(clusters, kind="stable")).to(self.item_order.device)
+        self.item_order.copy_(order)
+        return out
+
     # ------------------------------------------------------------ pieces
     def param_groups(self) -> list[dict]:
         ae = [*self.encoders.parameters(), *self.decoder.parameters()]
