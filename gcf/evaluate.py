@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .data.sampler import sample_distinct_negatives
 from .data.split import Split
 from .metrics import METRICS, topk_metrics
 
@@ -88,14 +89,8 @@ def _membership(top: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n_ite
 def _sampled_hits(scores, batch, target: sp.csr_matrix, seen: sp.csr_matrix, sampled: str, pop, rng, device):
     """Rank each user's held-out items among N sampled non-interacted items."""
     kind, n_neg = _sampled_spec(sampled)
-    n_items = target.shape[1]
     interacted = (seen[batch] + target[batch]).tocsr()
-    p = None if kind == "uni" else pop / pop.sum()
-    negs = np.empty((len(batch), n_neg), dtype=np.int64)
-    for row in range(len(batch)):  # per user: a small choice over the allowed items
-        allowed = np.setdiff1d(np.arange(n_items), interacted.indices[interacted.indptr[row]:interacted.indptr[row + 1]])
-        w = None if p is None else p[allowed] / p[allowed].sum()
-        negs[row] = rng.choice(allowed, size=n_neg, replace=len(allowed) < n_neg, p=w)
+    negs = sample_distinct_negatives(interacted, n_neg, rng, None if kind == "uni" else pop / pop.sum())
     tgt = target[batch]
     n_rel = np.diff(tgt.indptr)
     max_p = int(n_rel.max())

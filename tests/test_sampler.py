@@ -7,6 +7,7 @@ import scipy.sparse as sp
 import torch
 
 from gcf.data.sampler import (PairwiseSampler, dense_rows, epoch_batches, n_batches, row_batches,
+                              sample_distinct_negatives,
                               sample_negatives)
 
 
@@ -129,3 +130,38 @@ def test_negatives_from_matrix_without_positives():
     r = sp.csr_matrix((3, 5), dtype=np.float32)
     neg = sample_negatives(r, np.array([0, 1, 2]), 4, np.random.default_rng(0))
     assert neg.shape == (3, 4) and neg.min() >= 0 and neg.max() < 5
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_distinct_negatives_avoid_positives_and_repeats(weighted):
+    rng = np.random.default_rng(0)
+    n_items = 60
+    dense = rng.random((40, n_items)) < 0.3
+    dense[0, :] = True
+    dense[0, :3] = False  # row 0 may only get items 0-2: fewer than n_neg, drawn with replacement
+    csr = sp.csr_matrix(dense.astype(np.float32))
+    p = None
+    if weighted:
+        p = np.arange(n_items, dtype=np.float64)  # item 0 is never drawn
+        p /= p.sum()
+    negs = sample_distinct_negatives(csr, 10, np.random.default_rng(1), p)
+    assert negs.shape == (40, 10)
+    for row in range(1, 40):
+        assert not dense[row, negs[row]].any() and len(set(negs[row])) == 10
+        if weighted:
+            assert (negs[row] != 0).all()
+    assert set(negs[0]) <= ({1, 2} if weighted else {0, 1, 2})
+    again = sample_distinct_negatives(csr, 10, np.random.default_rng(1), p)
+    assert (again == negs).all()
+    dense[5, :] = True
+    with pytest.raises(ValueError, match="row 5"):
+        sample_distinct_negatives(sp.csr_matrix(dense.astype(np.float32)), 10, np.random.default_rng(1), p)
+
+
+def test_distinct_negatives_are_uniform():
+    dense = np.zeros((2000, 20), dtype=np.float32)
+    dense[:, 0] = 1.0
+    negs = sample_distinct_negatives(sp.csr_matrix(dense), 5, np.random.default_rng(3))
+    counts = np.bincount(negs.ravel(), minlength=20)
+    assert counts[0] == 0
+    assert counts[1:].min() > 0.8 * counts[1:].mean()  # 10000 draws over 19 items

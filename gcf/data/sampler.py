@@ -62,6 +62,51 @@ def sample_negatives(csr: sp.csr_matrix, users: np.ndarray, n_neg: int = 1,
     return neg.reshape(len(users), n_neg)
 
 
+def sample_distinct_negatives(csr: sp.csr_matrix, n_neg: int, rng: np.random.Generator,
+                              p: np.ndarray | None = None) -> np.ndarray:
+    """``[n_rows, n_neg]`` distinct items per row of ``csr`` that are not among that row's
+    non-zeros, drawn uniformly or, with ``p``, with those item probabilities (successive
+    sampling, as ``rng.choice(replace=False, p=...)`` over the allowed items).
+
+    Vectorised rejection rounds over all rows at once; only rows with fewer than ``n_neg``
+    allowed items (rare: users who saw nearly everything) fall back to drawing with replacement.
+    """
+    n_rows, n_items = csr.shape
+    keys = _keys(csr)
+    drawable = np.ones(n_items, dtype=bool) if p is None else p > 0
+    row_of = np.repeat(np.arange(n_rows), np.diff(csr.indptr))
+    n_pos_drawable = np.bincount(row_of, weights=drawable[csr.indices], minlength=n_rows).astype(np.int64)
+    allowed = int(drawable.sum()) - n_pos_drawable  # [n_rows] items each row may get
+    if (allowed <= 0).any():
+        raise ValueError(f"row {np.flatnonzero(allowed <= 0)[0]} has interacted with every item that can be "
+                         f"drawn: no negative to sample")
+    out = np.full((n_rows, n_neg), -1, dtype=np.int64)
+    filled = np.zeros(n_rows, dtype=np.int64)
+    rows = np.flatnonzero(allowed >= n_neg)
+    while len(rows):
+        k = 2 * int((n_neg - filled[rows]).max()) + 8
+        cand = (rng.integers(0, n_items, size=(len(rows), k)) if p is None
+                else rng.choice(n_items, size=(len(rows), k), p=p))
+        ok = ~_is_positive(keys, np.repeat(rows, k), cand.ravel(), n_items).reshape(len(rows), k)
+        combined = np.concatenate([out[rows], cand], 1)  # the ones already taken come first
+        valid = np.concatenate([out[rows] >= 0, ok], 1)
+        flat = (np.arange(len(rows))[:, None] * (n_items + 1) + combined + 1).ravel()
+        first = np.zeros(flat.shape, dtype=bool)
+        first[np.unique(flat, return_index=True)[1]] = True  # drop repeats within a row
+        valid &= first.reshape(combined.shape)
+        rank = np.cumsum(valid, 1)
+        r, c = np.nonzero(valid & (rank <= n_neg))
+        out[rows[r], rank[r, c] - 1] = combined[r, c]
+        filled[rows] = np.minimum(rank[:, -1], n_neg)
+        rows = rows[filled[rows] < n_neg]
+    for row in np.flatnonzero(allowed < n_neg):  # nearly every item seen
+        seen = csr.indices[csr.indptr[row]:csr.indptr[row + 1]]
+        cands = np.setdiff1d(np.flatnonzero(drawable), seen)
+        w = None if p is None else p[cands] / p[cands].sum()
+        out[row] = rng.choice(cands, size=n_neg, replace=True, p=w)
+    return out
+
+
 class PairwiseSampler:
     """One epoch = every training interaction once, shuffled, with fresh negatives."""
 
