@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gcf.data import datasets, loaders
@@ -236,13 +237,29 @@ def test_table_missing_column_and_bad_value(tmp_path):
         loaders.load_table(tmp_path / "z.csv", "user", "item", "score")
 
 
-def test_table_parquet_needs_engine(tmp_path):
+def test_table_parquet_round_trip_and_errors(tmp_path):
+    pytest.importorskip("pyarrow")  # installed by the dev extra
+    df = pd.DataFrame({"uid": [7, 7, 9], "iid": ["a", "b", "a"], "stars": [4.0, 2.5, 5.0],
+                       "when": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"])})
+    df.to_parquet(tmp_path / "x.parquet")
+    inter = loaders.load_table(tmp_path / "x.parquet", "uid", "iid", "stars", "when")
+    assert inter.n_users == 2 and inter.n_items == 2 and list(inter.ratings) == [4.0, 2.5, 5.0]
+    assert list(inter.user_ids[inter.users]) == ["7", "7", "9"]
+    assert inter.timestamps[1] - inter.timestamps[0] == 86400
+    with pytest.raises(ValueError, match=r"x\.parquet: missing required column 'rating'"):
+        loaders.load_table(tmp_path / "x.parquet", "uid", "iid", "rating")
+    df.assign(stars=["4", "bad", "5"]).to_parquet(tmp_path / "y.parquet")
+    with pytest.raises(ValueError, match=r"y\.parquet row 2: expected a number in column 'stars', got 'bad'"):
+        loaders.load_table(tmp_path / "y.parquet", "uid", "iid", "stars")
+
+
+def test_table_parquet_without_engine_is_a_clear_error(tmp_path, monkeypatch):
+    import importlib.util
+
     path = write(tmp_path / "x.parquet", "")
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match=r"x\.parquet: reading Parquet needs pyarrow"):
-            loaders.load_table(path, "user", "item")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ImportError, match=r"x\.parquet: reading Parquet needs pyarrow"):
+        loaders.load_table(path, "user", "item")
 
 
 # ------------------------------------------------------------------ download
