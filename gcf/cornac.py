@@ -11,6 +11,13 @@ of epochs), and ``score(user_idx, item_idx=None)`` serves cornac's per-user loop
 computed in batches of ``score_batch_size`` users. Models whose score is a dot product of a
 user and an item vector also implement cornac's ``ANNMixin``.
 
+cornac's ``train_set`` holds every rating; like the CLI, ``rating_threshold=4.0`` trains on the
+ratings >= 4 only (how Mult-VAE binarises MovieLens). In cornac's ranking protocol the
+training items rated below the threshold are not masked, so this matters there
+(``benchmarks/README.md``). Without a ``val_set`` exactly ``epochs`` epochs are trained, and
+the CLI defaults assume early stopping: pass ``epochs=`` (e.g. ``VAECF(epochs=20,
+batch_size=100)`` on ml-100k).
+
 Example::
 
     import cornac
