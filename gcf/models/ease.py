@@ -33,7 +33,7 @@ class EASE(Recommender):
         x = data.train.astype("float64")
         gram = torch.from_numpy((x.T @ x).toarray()).to(self.weights.device)  # [I, I], inverted on the model's device
         gram.diagonal().add_(self.reg_weight)
-        p = torch.linalg.inv(gram)
+        p = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # G + lambda I is SPD: ~2x faster than inv
         b = p / (-p.diagonal()).unsqueeze(0)  # column j divided by -P_jj
         b.fill_diagonal_(0.0)
         self.weights.copy_(b.to(self.weights.dtype))
