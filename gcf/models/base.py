@@ -100,6 +100,12 @@ class Recommender(nn.Module):
             self._cache[key] = compute()
         return self._cache[key]
 
+    @torch.no_grad()
+    def over_all_users(self, fn, batch_size: int = 1024) -> torch.Tensor:
+        """``fn(users)`` for every user, in batches of ``batch_size`` ids, concatenated ``[U, ...]``."""
+        users = torch.arange(self.n_users, device=self.device)
+        return torch.cat([fn(users[s:s + batch_size]) for s in range(0, self.n_users, batch_size)])
+
     def history_rows(self, users: torch.Tensor) -> torch.Tensor:
         """Dense binary training rows ``[B, n_items]`` of ``users`` (for user-row models)."""
         from ..data.sampler import dense_rows

@@ -109,6 +109,11 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0, iters: int = 100) -> np.ndarray
     return labels
 
 
+def _cluster_order(clusters: np.ndarray) -> torch.Tensor:
+    """Item ids sorted by cluster (stable: by id within a cluster)."""
+    return torch.from_numpy(np.argsort(clusters, kind="stable"))
+
+
 def svd_item_embeddings(train: sp.csr_matrix, dim: int = SVD_DIM) -> np.ndarray:
     """``[I, dim]`` right singular vectors times singular values of the binary matrix."""
     x = train.astype(np.float64)
@@ -173,7 +178,7 @@ class LDiffRec(DiffRec):
         if (sizes == 0).any():
             raise ValueError(f"k-means left {(sizes == 0).sum()} of n_cate={n_cate} clusters empty; use fewer")
         self.register_buffer("item_cluster", torch.from_numpy(clusters))  # [I]
-        self.register_buffer("item_order", torch.from_numpy(np.argsort(clusters, kind="stable")), persistent=False)
+        self.register_buffer("item_order", _cluster_order(clusters), persistent=False)  # items by cluster
         self.cluster_sizes = sizes.tolist()
         # latent widths per cluster and layer: proportional to the cluster's share, the last takes the rest
         widths = [[max(1, int(n / data.n_items * d)) for d in dims] for n in self.cluster_sizes[:-1]]
@@ -201,8 +206,7 @@ class LDiffRec(DiffRec):
         clusters = self.item_cluster.cpu().numpy()
         if np.bincount(clusters, minlength=len(self.cluster_sizes)).tolist() != self.cluster_sizes:
             raise ValueError("the checkpoint's item clusters have other sizes than this model's encoders")
-        order = torch.from_numpy(np.argsort(clusters, kind="stable")).to(self.item_order.device)
-        self.item_order.copy_(order)
+        self.item_order.copy_(_cluster_order(clusters))
         return out
 
     # ------------------------------------------------------------ pieces
@@ -266,6 +270,4 @@ class LDiffRec(DiffRec):
     def latents(self):
         """``(posterior means [U, d], decoder weight [I, d])``: users in the diffused space (before
         denoising), items as the decoder's rows."""
-        users = torch.arange(self.n_users, device=self.device)
-        means = torch.cat([self._user_means(users[s:s + 1024]) for s in range(0, self.n_users, 1024)])
-        return means, self.decoder.weight.detach()
+        return self.over_all_users(self._user_means), self.decoder.weight.detach()

@@ -171,15 +171,12 @@ class VAECF(Recommender):
         return self.decode(mu)  # [B, I]
 
     @torch.no_grad()
-    def _user_means(self, batch_size: int = 1024) -> torch.Tensor:
+    def _user_means(self) -> torch.Tensor:
         was_training = self.training
         self.drop.eval()  # posterior means of the clean rows, whatever the mode
-        out = []
-        for start in range(0, self.n_users, batch_size):
-            users = torch.arange(start, min(start + batch_size, self.n_users), device=self.device)
-            out.append(self.encode(self.history_rows(users))[0])
+        out = self.over_all_users(lambda users: self.encode(self.history_rows(users))[0])
         self.drop.train(was_training)
-        return torch.cat(out)  # [U, K]
+        return out  # [U, K]
 
     @torch.no_grad()
     def latents(self):
