@@ -89,9 +89,9 @@ def _membership(top: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n_ite
 def _sampled_hits(scores, batch, target: sp.csr_matrix, seen: sp.csr_matrix, sampled: str, pop, rng, device):
     """Rank each user's held-out items among N sampled non-interacted items."""
     kind, n_neg = _sampled_spec(sampled)
-    interacted = (seen[batch] + target[batch]).tocsr()
-    negs = sample_distinct_negatives(interacted, n_neg, rng, None if kind == "uni" else pop / pop.sum())
     tgt = target[batch]
+    interacted = (seen[batch] + tgt).tocsr()
+    negs = sample_distinct_negatives(interacted, n_neg, rng, None if kind == "uni" else pop / pop.sum())
     n_rel = np.diff(tgt.indptr)
     max_p = int(n_rel.max())
     pos = np.zeros((len(batch), max_p), dtype=np.int64)

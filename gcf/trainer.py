@@ -2,9 +2,9 @@
 
 Per epoch: the batches of the model's ``batch_kind`` (seeded by ``(seed, epoch)``), ``loss``,
 backward, optimizer step; a non-finite loss stops the run with an error naming the epoch and
-batch. Every ``eval_step`` epochs and after the last epoch the validation split is ranked; the best epoch on
-``valid_metric`` is kept in ``best.pt`` and training stops after ``stopping_step`` validations
-without improvement. ``last.pt`` (model, optimizer, torch RNG, epoch, early-stopping state) is
+batch. Every ``eval_step`` epochs and after the last epoch the validation split is ranked;
+the best epoch on ``valid_metric`` is kept in ``best.pt`` and training stops after
+``stopping_step`` validations without improvement. ``last.pt`` (model, optimizer, torch RNG, epoch, early-stopping state) is
 written every epoch, so ``resume=True`` continues a killed run and reaches the same result
 as an uninterrupted one. Checkpoints hold only tensors and plain values:
 ``torch.load(path, weights_only=True)`` reads them. The test split is ranked once, at the end,
