@@ -33,7 +33,7 @@ def run_ours(model: str, dataset: str, epochs: int, device: str, threads: int) -
     torch.set_num_threads(threads)
     from gcf.config import resolve_config
     from gcf.data.prepare import load_split
-    from gcf.train import build_model
+    from gcf.models import build_model
     from gcf.trainer import Trainer
 
     cfg, kwargs = resolve_config(model, [f"dataset={dataset}", f"epochs={epochs}", "batch_size=2048",

@@ -1,34 +1,21 @@
 """Configs: YAML files in ``configs/`` plus ``key=value`` overrides, validated.
 
 ``resolve_config("lightgcn", ["dataset=ml-100k", "n_layers=2"])`` merges, lowest first,
-``configs/base.yaml``, ``configs/data/<dataset>.yaml``, the ``train:`` section of
-``configs/model/<model>.yaml``, the model's own keys (its ``model:`` section), and the
-overrides. A key that none of these files defines is an error naming it and listing the
-valid keys, never silently ignored.
+``configs/base.yaml``, ``configs/data/<dataset>.yaml``, the model family's
+``configs/family/<family>.yaml`` (``seq`` for the sequence models: leave-one-out, HR/NDCG at
+5/10/20), the ``train:`` section of ``configs/model/<model>.yaml``, the model's own keys (its
+``model:`` section), and the overrides. A key that none of these files defines is an error
+naming it and listing the valid keys, never silently ignored; a value whose type differs from
+its default's (``epochs=abc``) is an error naming the key and the expected type.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import yaml
 
+from .data.datasets import dataset_config
+from .yamlfiles import config_dir, read_yaml
 
-def config_dir() -> Path:
-    """``$GCF_CONFIG_DIR`` or the repository's ``configs/``."""
-    env = os.environ.get("GCF_CONFIG_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "configs"
-
-
-def read_yaml(path: Path) -> dict:
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
-    return data
+__all__ = ["resolve_config", "model_yaml", "parse_overrides", "check_types", "config_dir", "read_yaml"]
 
 
 def model_yaml(model: str) -> tuple[dict, dict]:
@@ -42,6 +29,16 @@ def model_yaml(model: str) -> tuple[dict, dict]:
     if extra:
         raise ValueError(f"{path}: unknown section(s) {sorted(extra)}; expected 'model' and 'train'")
     return dict(data.get("model") or {}), dict(data.get("train") or {})
+
+
+def family_yaml(family: str | None) -> dict:
+    """The keys of ``configs/family/<family>.yaml`` (``{}`` for no family)."""
+    if not family:
+        return {}
+    path = config_dir() / "family" / f"{family}.yaml"
+    if not path.exists():
+        raise ValueError(f"no family config {path}")
+    return read_yaml(path)
 
 
 def parse_overrides(args) -> dict:
@@ -60,17 +57,69 @@ def parse_overrides(args) -> dict:
     return out
 
 
-def resolve_config(model: str, overrides=()) -> tuple[dict, dict]:
-    """``(config, model_kwargs)``: the full run config and the model's constructor keys."""
+def _type_name(default) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, (list, tuple)):
+        return "a list"
+    if isinstance(default, dict):
+        return "a mapping"
+    return "a string"
+
+
+def _same_type(value, default) -> bool:
+    if value is None or default is None:  # null resets a key; a null default takes anything
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    if isinstance(default, dict):
+        return isinstance(value, dict)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return True
+
+
+def check_types(values: dict, defaults: dict, where: str) -> dict:
+    """Each ``values[key]`` must have the type of ``defaults[key]`` (an int is a valid float);
+    returns ``values`` with ints given for float keys turned into floats."""
+    out = dict(values)
+    for key, value in values.items():
+        default = defaults.get(key)
+        if not _same_type(value, default):
+            raise ValueError(f"{where}: key {key!r} expects {_type_name(default)} (like its default "
+                             f"{default!r}), got {value!r}")
+        if isinstance(default, float) and isinstance(value, int):
+            out[key] = float(value)
+    return out
+
+
+def resolve_config(model: str, overrides=(), family: str | None = None) -> tuple[dict, dict]:
+    """``(config, model_kwargs)``: the full run config and the model's constructor keys.
+
+    ``family`` names ``configs/family/<family>.yaml`` (the model's registry entry supplies it
+    when not given)."""
     overrides = parse_overrides(overrides)
     base = read_yaml(config_dir() / "base.yaml")
     model_keys, train_keys = model_yaml(model)
-    dataset = overrides.get("dataset", train_keys.get("dataset", base["dataset"]))
-    from .data.datasets import dataset_config  # late: the data package reads configs too
+    if family is None:
+        from .models.registry import model_family  # late: the registry imports the models
 
+        family = model_family(model)
+    fam = family_yaml(family)
+    dataset = overrides.get("dataset", train_keys.get("dataset", fam.get("dataset", base["dataset"])))
     data_keys = dataset_config(dataset)
-    valid = set(base) | set(data_keys) | set(model_keys)
-    for source, keys in ((f"configs/model/{model}.yaml train:", train_keys),):
+    valid = set(base) | set(data_keys) | set(fam) | set(model_keys)
+    for source, keys in ((f"configs/family/{family}.yaml", fam), (f"configs/model/{model}.yaml train:", train_keys)):
         bad = set(keys) - valid
         if bad:
             raise ValueError(f"{source} unknown key(s) {sorted(bad)}")
@@ -78,8 +127,9 @@ def resolve_config(model: str, overrides=()) -> tuple[dict, dict]:
     if bad:
         raise ValueError(f"unknown key(s) {', '.join(map(repr, bad))} for model {model!r}; valid keys: "
                          f"{', '.join(sorted(valid))}")
-    cfg = {**base, **data_keys, **train_keys, **model_keys}
-    cfg.update(overrides)
+    defaults = {**base, **data_keys, **fam, **train_keys, **model_keys}
+    cfg = dict(defaults)
+    cfg.update(check_types(overrides, defaults, f"model {model!r}"))
     cfg["model"] = model.lower()
     kwargs = {k: cfg[k] for k in model_keys}
     return cfg, kwargs

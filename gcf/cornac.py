@@ -39,8 +39,7 @@ from cornac.models.recommender import MEASURE_DOT, ANNMixin, Recommender
 from .config import resolve_config
 from .data.interactions import Interactions
 from .data.split import Split
-from .models import MODELS
-from .train import build_model
+from .models import GCF_MODELS, MODELS, build_model
 from .trainer import Trainer
 
 # training keys a wrapper takes besides the model's own
@@ -174,6 +173,6 @@ def _make_wrapper(key: str, model_cls) -> type:
     return cls
 
 
-WRAPPERS = {key: _make_wrapper(key, cls) for key, cls in MODELS.items()}
+WRAPPERS = {key: _make_wrapper(key, MODELS[key]) for key in GCF_MODELS}
 globals().update({w.__name__: w for w in WRAPPERS.values()})
 __all__ = ["GCFRecommender", "WRAPPERS", *[w.__name__ for w in WRAPPERS.values()]]

@@ -1,11 +1,15 @@
 """Batched full-ranking evaluation, the one evaluator of every model.
 
-For each user with at least one held-out item, ``model.score(users)`` gives ``[B, n_items]``
-scores; the user's training items (and, when testing, validation items) are set to ``-inf``;
-the top ``max(ks)`` items are taken with ``torch.topk`` and compared with the held-out set.
-Memory is bounded by ``batch_size x n_items``, and the per-user metrics do not depend on the
-batch size. ``sampled="uni100"`` (or ``"pop100"``) ranks the held-out items among 100
-uniform (popularity-weighted) negatives instead; those keys carry the label, e.g.
+For each user with at least one held-out item, ``model.score(users, history)`` gives
+``[B, n_items]`` scores, where ``history`` (:class:`gcf.data.sequences.Sequences`) holds what
+the model may know when that part is ranked, in time order: the train part for 'valid', train
++ validation for 'test' (as cornac's ``NextItemRecommender.score(user_idx, history_items)``).
+With ``mask_seen`` (the default) the history's items are set to ``-inf``; the top ``max(ks)``
+items are taken with ``torch.topk`` and compared with the held-out set. Memory is bounded by
+``batch_size x n_items``, and the per-user metrics do not depend on the batch size.
+``sampled="uni100"`` (or ``"pop100"``) ranks the held-out items among 100 uniform
+(popularity-weighted) negatives instead, each user's drawn from that user's own seeded stream
+(so they do not depend on the batch size either); those keys carry the label, e.g.
 ``ndcg@10[uni100]``.
 """
 from __future__ import annotations
@@ -30,14 +34,14 @@ def _sampled_spec(sampled: str) -> tuple[str, int]:
 
 @torch.no_grad()
 def evaluate(model, split: Split, part: str = "test", ks=(10, 20), metrics=METRICS, batch_size: int = 1024,
-             device: str | torch.device = "cpu", sampled: str | None = None, seed: int = 0) -> dict:
+             device: str | torch.device = "cpu", sampled: str | None = None, seed: int = 0,
+             mask_seen: bool = True) -> dict:
     """Mean of each metric over users with held-out items in ``part`` ('valid' or 'test')."""
     if part not in ("valid", "test"):
         raise ValueError(f"part must be 'valid' or 'test', got {part!r}")
     target = split.csr(part)
-    seen = split.csr("train")
-    if part == "test":
-        seen = (seen + split.csr("valid")).tocsr()
+    history = split.history(part)
+    seen = history.csr()
     n_rel_all = np.diff(target.indptr)
     users = np.flatnonzero(n_rel_all > 0)
     if len(users) == 0:
@@ -46,17 +50,18 @@ def evaluate(model, split: Split, part: str = "test", ks=(10, 20), metrics=METRI
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
-    rng = np.random.default_rng(seed)
+    stream_seed = 2 * int(seed) + (part == "test")  # valid and test draw from different streams
     pop = np.bincount(split.train.items, minlength=split.n_items).astype(np.float64) if sampled else None
     for start in range(0, len(users), batch_size):
         batch = users[start:start + batch_size]
         u = torch.from_numpy(batch).to(device)
-        scores = model.score(u).float()  # [B, n_items], a fresh tensor (the contract): masked in place
+        scores = model.score(u, history).float()  # [B, n_items], a fresh tensor (the contract)
         if sampled:
-            hits, n_rel = _sampled_hits(scores, batch, target, seen, sampled, pop, rng, device)
+            hits, n_rel = _sampled_hits(scores, batch, target, seen, sampled, pop, stream_seed, device)
         else:
-            rows, cols = _coords(seen, batch, device)
-            scores[rows, cols] = float("-inf")  # seen items never rank
+            if mask_seen:
+                rows, cols = _coords(seen, batch, device)
+                scores[rows, cols] = float("-inf")  # seen items never rank
             top = torch.topk(scores, min(ks[-1], split.n_items), dim=1).indices  # [B, K]
             hits = _membership(top, *_coords(target, batch, device), split.n_items)
             n_rel = torch.from_numpy(n_rel_all[batch]).to(device)
@@ -86,12 +91,13 @@ def _membership(top: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n_ite
     return (keys[pos] == query).float()
 
 
-def _sampled_hits(scores, batch, target: sp.csr_matrix, seen: sp.csr_matrix, sampled: str, pop, rng, device):
-    """Rank each user's held-out items among N sampled non-interacted items."""
+def _sampled_hits(scores, batch, target: sp.csr_matrix, seen: sp.csr_matrix, sampled: str, pop, seed: int, device):
+    """Rank each user's held-out items among N sampled non-interacted items (drawn from the
+    user's own stream: see :func:`gcf.data.sampler.sample_distinct_negatives`)."""
     kind, n_neg = _sampled_spec(sampled)
     tgt = target[batch]
     interacted = (seen[batch] + tgt).tocsr()
-    negs = sample_distinct_negatives(interacted, n_neg, rng, None if kind == "uni" else pop / pop.sum())
+    negs = sample_distinct_negatives(interacted, n_neg, seed, batch, None if kind == "uni" else pop / pop.sum())
     n_rel = np.diff(tgt.indptr)
     max_p = int(n_rel.max())
     pos = np.zeros((len(batch), max_p), dtype=np.int64)

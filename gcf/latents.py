@@ -2,12 +2,14 @@
 
 ``python -m gcf.train`` saves them as ``out_dir/latents.npz`` next to ``best.pt`` for every
 model that has a latent space (``model.latents()``; Pop, EASE and DiffRec have none).
-``bridges/`` reads them back with :func:`load_latents` or rebuilds the model with
-:func:`load_trained`.
+``bridges/`` reads them back with :func:`load_latents` (or rebuilds the model with
+:func:`gcf.runs.load_trained`); :func:`item_vectors_for` aligns a file's item vectors to a
+dataset's items and refuses a file trained on another split.
 
 ``latents.npz`` holds ``user [n_users, d_user]``, ``item [n_items, d_item]`` (float32) and
 ``user_ids`` / ``item_ids``: the raw ids of the source file, row ``u`` of ``user`` belonging
-to ``user_ids[u]``. What the vectors are is model-specific and documented on each model's
+to ``user_ids[u]``; ``split_fingerprint``: :meth:`gcf.data.split.Split.fingerprint` of the
+split whose training part the model saw. What the vectors are is model-specific and documented on each model's
 ``latents`` (LightGCN/NGCF: final propagated embeddings; BiVAE: posterior means; VAECF: user
 posterior means and decoder item weights).
 """
@@ -17,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 
 def export_latents(model, split) -> dict | None:
@@ -37,7 +38,8 @@ def export_latents(model, split) -> dict | None:
         raise ValueError(f"{type(model).__name__}.latents(): got {user.shape[0]} users / {item.shape[0]} items, "
                          f"expected {split.n_users} / {split.n_items}")
     return {"user": user, "item": item, "user_ids": np.asarray(split.train.user_ids, dtype=str),
-            "item_ids": np.asarray(split.train.item_ids, dtype=str)}
+            "item_ids": np.asarray(split.train.item_ids, dtype=str),
+            "split_fingerprint": np.asarray(split.fingerprint())}
 
 
 def save_latents(path: str | Path, latents: dict) -> Path:
@@ -52,19 +54,25 @@ def load_latents(path: str | Path) -> dict:
         return {k: f[k] for k in f.files}
 
 
-def load_trained(out_dir: str | Path, device: str = "cpu"):
-    """Rebuild a finished run's model and split from ``out_dir/config.yaml`` + ``best.pt``."""
-    from .config import resolve_config
-    from .data.prepare import load_split
-    from .train import build_model  # late: gcf.train imports this module
-
-    out_dir = Path(out_dir)
-    with open(out_dir / "config.yaml") as f:
-        cfg = yaml.safe_load(f)["config"]
-    split = load_split(cfg)
-    _, kwargs = resolve_config(cfg["model"], {k: v for k, v in cfg.items() if k != "model"})
-    model = build_model(cfg["model"], kwargs, split, int(cfg["seed"]))
-    state = torch.load(out_dir / "best.pt", map_location=device, weights_only=True)["model"]
-    model.load_state_dict(state)
-    model.to(device).eval()
-    return model, split
+def item_vectors_for(path: str | Path, data) -> np.ndarray:
+    """The item vectors of ``latents.npz`` at ``path`` in the order of ``data``'s items
+    (a :class:`gcf.data.train_data.TrainData`), matched by raw id. A file written for another
+    split (its ``split_fingerprint`` differs from ``data.fingerprint``) is refused: its model
+    may have trained on this split's validation or test interactions."""
+    lat = load_latents(path)
+    if "item" not in lat or "item_ids" not in lat:
+        raise ValueError(f"{path}: no 'item'/'item_ids' arrays (expected a gcf latents.npz)")
+    theirs = str(lat["split_fingerprint"]) if "split_fingerprint" in lat else None
+    if data.fingerprint is not None and theirs != data.fingerprint:
+        raise ValueError(f"{path}: written for split {theirs or '(none recorded)'}, but this run's split is "
+                         f"{data.fingerprint}: its model trained on another training part (which may hold this "
+                         f"split's validation or test interactions); train it on this split (same dataset, split "
+                         f"and seed)")
+    if data.item_ids is None:
+        raise ValueError(f"{path}: matching items needs their raw ids, which this data does not carry")
+    row = {str(raw): j for j, raw in enumerate(lat["item_ids"])}
+    missing = [str(i) for i in data.item_ids if str(i) not in row]
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} of this data's {len(data.item_ids)} items have no vector there "
+                         f"(e.g. {missing[:3]}); train it on the same dataset")
+    return lat["item"][[row[str(i)] for i in data.item_ids]]

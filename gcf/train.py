@@ -25,7 +25,7 @@ import yaml
 from .config import resolve_config
 from .data.prepare import hash_files, load_split, source_files
 from .latents import export_latents, save_latents
-from .models import TrainData, get_model_class
+from .models import build_model, get_model_class, model_family
 from .trainer import Trainer
 
 log = logging.getLogger("gcf")
@@ -47,23 +47,13 @@ def setup_logging(out_dir: Path | None) -> None:
     log.propagate = False
 
 
-def seed_everything(seed: int) -> None:
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def build_model(name: str, kwargs: dict, split, seed: int):
-    seed_everything(seed)
-    cls = get_model_class(name)
-    try:
-        return cls(TrainData.from_split(split), **kwargs)
-    except TypeError as e:
-        raise ValueError(f"model {name!r}: {e}") from None
-
-
-def run(model: str, overrides=(), quiet: bool = False) -> dict:
-    """Resolve the config, train, evaluate and write the run's files; returns the metrics."""
-    cfg, kwargs = resolve_config(model, overrides)
+def run(model: str, overrides=(), quiet: bool = False, family: str | None = None) -> dict:
+    """Resolve the config, train, evaluate and write the run's files; returns the metrics.
+    ``family`` picks the defaults layer (``configs/family/<family>.yaml``; default: the model's
+    registered family, e.g. ``seq`` for the sequence models; ``python -m seq.train pop`` runs
+    gcf's Pop with ``family="seq"``)."""
+    family = model_family(model) if family is None else family
+    cfg, kwargs = resolve_config(model, overrides, family=family)
     out_dir = Path(cfg["out_dir"] or f"runs/{cfg['model']}-{cfg['dataset']}")
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg["out_dir"] = str(out_dir)
@@ -73,7 +63,8 @@ def run(model: str, overrides=(), quiet: bool = False) -> dict:
     t0 = time.perf_counter()
     split = load_split(cfg)
     files = source_files(split.train)
-    record = {"config": cfg, "split": split.summary(),
+    record = {"config": cfg, "family": family, "model_module": get_model_class(cfg["model"]).__module__,
+              "split": split.summary(), "split_fingerprint": split.fingerprint(),
               "data": {"files": [str(p) for p in files], "sha256": hash_files(files)},
               "torch": str(torch.__version__)}
     with open(out_dir / "config.yaml", "w") as f:
@@ -106,13 +97,13 @@ def format_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def main(argv=None, family: str | None = None, doc: str | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
+        print(doc or __doc__)
         return 0 if argv else 2
     try:
-        metrics = run(argv[0], argv[1:])
+        metrics = run(argv[0], argv[1:], family=family)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,10 +1,11 @@
 """The one training loop of every model.
 
-Per epoch: the batches of the model's ``batch_kind`` (seeded by ``(seed, epoch)``), ``loss``,
+Per epoch: the batches of the model's batch builder (``model.batches``, seeded by ``(seed, epoch)``), ``loss``,
 backward, optimizer step; a non-finite loss stops the run with an error naming the epoch and
 batch. Every ``eval_step`` epochs and after the last epoch the validation split is ranked;
 the best epoch on ``valid_metric`` is kept in ``best.pt`` and training stops after
-``stopping_step`` validations without improvement. ``last.pt`` (model, optimizer, torch RNG, epoch, early-stopping state) is
+``stopping_step`` validations without improvement. ``last.pt`` (model, optimizer, the model's
+``extra_state()``, the torch CPU and CUDA and numpy RNG states, epoch, early-stopping state) is
 written every epoch, so ``resume=True`` continues a killed run and reaches the same result
 as an uninterrupted one. Checkpoints hold only tensors and plain values:
 ``torch.load(path, weights_only=True)`` reads them. The test split is ranked once, at the end,
@@ -21,10 +22,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data.sampler import epoch_batches, n_batches
 from .data.split import Split
+from .data.train_data import TrainData
 from .evaluate import evaluate
-from .models.base import Recommender, TrainData
+from .models.base import Recommender
 
 log = logging.getLogger("gcf")
 
@@ -48,7 +49,37 @@ def _to(batch, device):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, (tuple, list)):
         return type(batch)(_to(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
     return batch
+
+
+def valid_metric_name(cfg: dict) -> str:
+    """``valid_metric``, carrying the sampling label when the run ranks sampled negatives
+    (``sampled=uni100``: ``ndcg@20`` -> ``ndcg@20[uni100]``), so validation follows the protocol."""
+    metric, sampled = str(cfg["valid_metric"]), cfg.get("sampled")
+    return f"{metric}[{sampled}]" if sampled and "[" not in metric else metric
+
+
+def rng_state(device: torch.device) -> dict:
+    """Every RNG stream a run draws from, as tensors (``weights_only`` loads them)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch_rng": torch.get_rng_state(),
+             "numpy_rng": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+             "numpy_rng_pos": int(pos), "numpy_rng_gauss": [int(has_gauss), float(cached)]}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(ckpt: dict) -> None:
+    torch.set_rng_state(ckpt["torch_rng"])
+    if "numpy_rng" in ckpt:
+        g = ckpt["numpy_rng_gauss"]
+        np.random.set_state(("MT19937", ckpt["numpy_rng"].numpy().astype(np.uint32), int(ckpt["numpy_rng_pos"]),
+                             int(g[0]), float(g[1])))
+    if "cuda_rng" in ckpt and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
 
 
 class Trainer:
@@ -87,7 +118,7 @@ class Trainer:
             return
         tmp = self._path("last.pt.tmp")
         torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state(), **state}, tmp)
+                    "model_extra": self.model.extra_state(), **rng_state(self.device), **state}, tmp)
         tmp.replace(self._path("last.pt"))
 
     def _save_best(self, epoch: int, valid: dict) -> None:
@@ -132,14 +163,13 @@ class Trainer:
     def _fit_loop(self) -> dict:
         c = self.cfg
         seed, epochs, bs = int(c["seed"]), int(c["epochs"]), int(c["batch_size"])
-        patience, eval_step, metric = int(c["stopping_step"]), int(c["eval_step"]), c["valid_metric"]
+        patience, eval_step, metric = int(c["stopping_step"]), int(c["eval_step"]), valid_metric_name(c)
         state = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad_evals": 0, "epoch_secs": [],
                  "best_valid": {}}
         if c.get("resume") and self._path("last.pt") and self._path("last.pt").exists():
             state = self._resume(state)
-        cache: dict = {}
-        train = self.data.train
-        total_batches = n_batches(self.model.batch_kind, train, bs)
+        builder = self.model.batches(self.data, bs)
+        total_batches = len(builder)
         stopped_early = False
         for epoch in range(state["epoch"], epochs):
             if state["bad_evals"] >= patience:
@@ -150,7 +180,7 @@ class Trainer:
             rng = np.random.default_rng([seed, epoch])
             t0 = time.perf_counter()
             loss_sum, count = 0.0, 0
-            bar = tqdm(epoch_batches(self.model.batch_kind, train, bs, rng, cache), total=total_batches,
+            bar = tqdm(builder.epoch(rng), total=total_batches,
                        desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not c.get("progress", True),
                        dynamic_ncols=True)
             for b, batch in enumerate(bar):
@@ -198,7 +228,8 @@ class Trainer:
         ckpt = torch.load(self._path("last.pt"), map_location=self.device, weights_only=True)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        self.model.load_extra_state(ckpt.get("model_extra", {}))
+        set_rng_state(ckpt)
         for key in state:
             state[key] = ckpt[key]
         self.history = list(ckpt.get("history", []))

@@ -1,0 +1,1 @@
+"""Sequential recommenders on gcf's core: ``python -m seq.train MODEL``."""

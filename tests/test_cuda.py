@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from gcf.evaluate import evaluate
-from gcf.latents import load_latents, load_trained
+from gcf.latents import load_latents
+from gcf.runs import load_trained
 from gcf.models import MODELS
 from gcf.train import run
 

@@ -194,17 +194,24 @@ def test_ldiffrec_clusters_latents_and_schedules(data, tmp_path):
     vecs = np.random.default_rng(0).normal(size=(data.n_items, 4)).astype(np.float32)
     perm = np.random.default_rng(1).permutation(data.n_items)
     path = save_latents(tmp_path / "latents.npz", {"item": vecs[perm], "item_ids": data.item_ids[perm],
-                                                    "user": np.zeros((1, 4), np.float32)})
-    a = LDiffRec(data, n_cate=2, ae_dims=[20], dims_dnn=[8], item_latents=str(path))
+                                                    "user": np.zeros((1, 4), np.float32),
+                                                    "split_fingerprint": np.asarray(data.fingerprint)})
+    a = LDiffRec.from_config(data, n_cate=2, ae_dims=[20], dims_dnn=[8], item_latents=str(path))
     assert (a.item_cluster.numpy() == kmeans(vecs, 2, seed=0)).all()
     # a checkpoint brings its clustering along: same cluster sizes, other items -> the loaded ones
-    b = LDiffRec(data, n_cate=2, ae_dims=[20], dims_dnn=[8], item_latents=str(path))
+    b = LDiffRec(data, n_cate=2, ae_dims=[20], dims_dnn=[8], item_vectors=vecs)
     state = a.state_dict()
     state["item_cluster"] = torch.from_numpy(np.roll(state["item_cluster"].numpy(), 1))
     b.load_state_dict(state)
     assert (b.item_cluster[b.item_order].diff() >= 0).all()  # item_order follows the loaded clusters
     b.eval()
     assert torch.isfinite(b.score(torch.arange(3))).all()
-    path = save_latents(tmp_path / "few.npz", {"item": vecs[:10], "item_ids": data.item_ids[:10]})
+    path = save_latents(tmp_path / "few.npz", {"item": vecs[:10], "item_ids": data.item_ids[:10],
+                                               "split_fingerprint": np.asarray(data.fingerprint)})
     with pytest.raises(ValueError, match="have no vector there"):
-        LDiffRec(data, n_cate=2, item_latents=str(path))
+        LDiffRec.from_config(data, n_cate=2, item_latents=str(path))
+    # latents of another split (another training part) are refused, naming both fingerprints
+    path = save_latents(tmp_path / "other.npz", {"item": vecs[perm], "item_ids": data.item_ids[perm],
+                                                 "split_fingerprint": np.asarray("0" * 32)})
+    with pytest.raises(ValueError, match="written for split 0+, but this run's split is"):
+        LDiffRec.from_config(data, n_cate=2, item_latents=str(path))

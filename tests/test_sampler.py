@@ -6,9 +6,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from gcf.data.sampler import (PairwiseSampler, dense_rows, epoch_batches, n_batches, row_batches,
-                              sample_distinct_negatives,
-                              sample_negatives)
+from gcf.data.sampler import (BATCH_KINDS, PairwiseBatches, dense_rows, get_batch_kind, register_batch_kind,
+                              row_batches, sample_distinct_negatives, sample_negatives)
+from gcf.data.train_data import TrainData
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +63,15 @@ def test_user_with_every_item_raises():
         sample_negatives(r, np.array([1, 0]), 1, np.random.default_rng(0))
 
 
+def _data(train):
+    return TrainData(train.shape[0], train.shape[1], train)
+
+
 def test_pairwise_epoch_covers_each_interaction_once(train):
-    sampler = PairwiseSampler(train)
-    assert len(sampler) == train.nnz
+    sampler = PairwiseBatches(_data(train), 4096)
     rng = np.random.default_rng(7)
-    batches = list(sampler.epoch(4096, rng))
-    assert len(batches) == n_batches("pairwise", train, 4096)
+    batches = list(sampler.epoch(rng))
+    assert len(batches) == len(sampler) == -(-train.nnz // 4096)
     assert all(len(b[0]) == 4096 for b in batches[:-1])
     users, pos, neg = (torch.cat(x).numpy() for x in zip(*batches))
     assert all(t.dtype == torch.int64 for t in batches[0])
@@ -83,10 +86,10 @@ def test_pairwise_epoch_covers_each_interaction_once(train):
 
 
 def test_pairwise_epoch_seeded(train):
-    sampler = PairwiseSampler(train)
-    a = [torch.cat(x) for x in zip(*sampler.epoch(10_000, np.random.default_rng(1)))]
-    b = [torch.cat(x) for x in zip(*sampler.epoch(10_000, np.random.default_rng(1)))]
-    c = [torch.cat(x) for x in zip(*sampler.epoch(10_000, np.random.default_rng(2)))]
+    sampler = PairwiseBatches(_data(train), 10_000)
+    a = [torch.cat(x) for x in zip(*sampler.epoch(np.random.default_rng(1)))]
+    b = [torch.cat(x) for x in zip(*sampler.epoch(np.random.default_rng(1)))]
+    c = [torch.cat(x) for x in zip(*sampler.epoch(np.random.default_rng(2)))]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not torch.equal(a[0], c[0])
 
@@ -116,14 +119,36 @@ def test_dense_rows(train):
     np.testing.assert_array_equal(dense_rows(train, rows).numpy(), train[rows].toarray())
 
 
-def test_epoch_batches_kinds(train):
+def test_batch_kinds_count_their_batches(train):
     rng = np.random.default_rng(0)
     for kind in ("pairwise", "user_rows", "item_user_rows"):
-        assert sum(1 for _ in epoch_batches(kind, train, 2048, rng)) == n_batches(kind, train, 2048)
-    tags = [b[0] for b in epoch_batches("item_user_rows", train, 2048, rng)]
+        builder = get_batch_kind(kind)(_data(train), 2048)
+        assert sum(1 for _ in builder.epoch(rng)) == len(builder)
+    tags = [b[0] for b in get_batch_kind("item_user_rows")(_data(train), 2048).epoch(rng)]
     assert tags[0] == "item" and tags[-1] == "user"
     with pytest.raises(ValueError, match="unknown batch_kind 'x'"):
-        epoch_batches("x", train, 10, rng)
+        get_batch_kind("x")
+
+
+def test_another_package_registers_a_batch_kind(train):
+    @register_batch_kind("test_users_only")
+    class UsersOnly:
+        def __init__(self, data, batch_size):
+            self.n, self.bs = data.n_users, batch_size
+
+        def __len__(self):
+            return -(-self.n // self.bs)
+
+        def epoch(self, rng):
+            perm = torch.from_numpy(rng.permutation(self.n))
+            yield from perm.split(self.bs)
+
+    try:
+        assert get_batch_kind("test_users_only") is UsersOnly
+        with pytest.raises(ValueError, match="already registered"):
+            register_batch_kind("test_users_only")(type("UsersOnly2", (), {}))
+    finally:
+        BATCH_KINDS.pop("test_users_only")
 
 
 def test_negatives_from_matrix_without_positives():
@@ -144,24 +169,39 @@ def test_distinct_negatives_avoid_positives_and_repeats(weighted):
     if weighted:
         p = np.arange(n_items, dtype=np.float64)  # item 0 is never drawn
         p /= p.sum()
-    negs = sample_distinct_negatives(csr, 10, np.random.default_rng(1), p)
+    negs = sample_distinct_negatives(csr, 10, 1, None, p)
     assert negs.shape == (40, 10)
     for row in range(1, 40):
         assert not dense[row, negs[row]].any() and len(set(negs[row])) == 10
         if weighted:
             assert (negs[row] != 0).all()
     assert set(negs[0]) <= ({1, 2} if weighted else {0, 1, 2})
-    again = sample_distinct_negatives(csr, 10, np.random.default_rng(1), p)
+    again = sample_distinct_negatives(csr, 10, 1, None, p)
     assert (again == negs).all()
     dense[5, :] = True
     with pytest.raises(ValueError, match="row 5"):
-        sample_distinct_negatives(sp.csr_matrix(dense.astype(np.float32)), 10, np.random.default_rng(1), p)
+        sample_distinct_negatives(sp.csr_matrix(dense.astype(np.float32)), 10, 1, None, p)
 
 
 def test_distinct_negatives_are_uniform():
     dense = np.zeros((2000, 20), dtype=np.float32)
     dense[:, 0] = 1.0
-    negs = sample_distinct_negatives(sp.csr_matrix(dense), 5, np.random.default_rng(3))
+    negs = sample_distinct_negatives(sp.csr_matrix(dense), 5, 3)
     counts = np.bincount(negs.ravel(), minlength=20)
     assert counts[0] == 0
     assert counts[1:].min() > 0.8 * counts[1:].mean()  # 10000 draws over 19 items
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_distinct_negatives_depend_on_the_row_key_only(weighted):
+    """A row's negatives come from its own stream: the same whatever rows it is drawn with."""
+    rng = np.random.default_rng(0)
+    dense = rng.random((40, 160)) < 0.2
+    csr = sp.csr_matrix(dense.astype(np.float32))
+    p = np.arange(1, 161, dtype=np.float64) if weighted else None
+    keys = np.arange(1000, 1040)
+    whole = sample_distinct_negatives(csr, 100, 5, keys, p)
+    for bs in (1, 7, 13):
+        parts = [sample_distinct_negatives(csr[s:s + bs], 100, 5, keys[s:s + bs], p) for s in range(0, 40, bs)]
+        np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert not (sample_distinct_negatives(csr, 100, 6, keys, p) == whole).all()

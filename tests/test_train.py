@@ -42,7 +42,8 @@ def test_cli_end_to_end(tmp_path):
 
     # latents next to the checkpoint, and the trained model rebuilt from the run's files
     from gcf.evaluate import evaluate
-    from gcf.latents import load_latents, load_trained
+    from gcf.latents import load_latents
+    from gcf.runs import load_trained
 
     lat = load_latents(out / "latents.npz")
     model, split = load_trained(out)
@@ -97,13 +98,29 @@ def test_same_seed_same_result(tmp_path):
     assert c["test"] != a["test"]
 
 
-def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
-    args = ["epochs=4", "batch_size=1024", "message_dropout=0.1", *FAST]  # dropout: the torch RNG matters
-    full = run("ngcf", [f"out_dir={tmp_path / 'full'}", *args], quiet=True)
+RESUME_CASES = {  # models whose state lives outside the parameters too (counters, loss history, samples)
+    "ngcf": ["epochs=4", "batch_size=1024", "message_dropout=0.1"],  # dropout: the torch RNG matters
+    "vaecf": ["epochs=4", "batch_size=128", "total_anneal_steps=50"],  # the anneal counter
+    "diffrec": ["epochs=4", "batch_size=128"],  # the step-importance history
+    "bivae": ["epochs=4", "batch_size=128", "k=8", "encoder_structure=[16]"],  # the pending samples
+    "ldiffrec": ["epochs=4", "batch_size=128", "ae_dims=[32]", "dims_dnn=[16]", "anneal_steps=3"],  # epoch counter
+}
 
+
+@pytest.mark.parametrize("model", sorted(RESUME_CASES))
+def test_resume_after_kill_matches_uninterrupted(model, tmp_path, monkeypatch):
+    args = [*RESUME_CASES[model], *FAST]
+    full = run(model, [f"out_dir={tmp_path / 'full'}", *args], quiet=True)
+
+    from gcf.data.prepare import load_split
+    from gcf.models import TrainData
+
+    cfg, kwargs = resolve_config(model, args)
+    split = load_split(cfg)
+    per_epoch = len(MODELS[model](TrainData.from_split(split), **kwargs).batches(
+        TrainData.from_split(split), int(cfg["batch_size"])))
     calls = {"n": 0}
-    original = MODELS["ngcf"].loss
-    per_epoch = None
+    original = MODELS[model].loss
 
     def killed(self, batch):
         calls["n"] += 1
@@ -111,19 +128,65 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(self, batch)
 
-    from gcf.data.sampler import n_batches  # noqa: the kill point: one batch into epoch 3
-    cfg, _ = resolve_config("ngcf", args)
-    from gcf.data.prepare import load_split
-    per_epoch = n_batches("pairwise", load_split(cfg).csr("train"), 1024)
-    monkeypatch.setattr(MODELS["ngcf"], "loss", killed)
+    monkeypatch.setattr(MODELS[model], "loss", killed)
     with pytest.raises(KeyboardInterrupt):
-        run("ngcf", [f"out_dir={tmp_path / 'resumed'}", *args], quiet=True)
-    monkeypatch.setattr(MODELS["ngcf"], "loss", original)
+        run(model, [f"out_dir={tmp_path / 'resumed'}", *args], quiet=True)
+    monkeypatch.setattr(MODELS[model], "loss", original)
     assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["epoch"] == 2
-    resumed = run("ngcf", [f"out_dir={tmp_path / 'resumed'}", "resume=true", *args], quiet=True)
+    resumed = run(model, [f"out_dir={tmp_path / 'resumed'}", "resume=true", *args], quiet=True)
     assert resumed["epochs"] == 4
     assert resumed["test"] == pytest.approx(full["test"], rel=1e-6)
     assert [h["loss"] for h in resumed["history"]] == pytest.approx([h["loss"] for h in full["history"]], rel=1e-6)
+
+
+def test_early_stopping_stops_and_tests_the_best_checkpoint(tmp_path, monkeypatch):
+    """Validation improves for 2 epochs then never again: the run stops after stopping_step more
+    validations, and the test metrics are those of best.pt (epoch 2), not of the last epoch."""
+    from gcf import trainer as trainer_mod
+
+    scores = iter([0.1, 0.2, 0.15, 0.12, 0.11, 0.05, 0.04, 0.03])
+    real_evaluate = trainer_mod.Trainer.evaluate
+    tested = {}
+
+    def fake_evaluate(self, part):
+        out = real_evaluate(self, part)
+        if part == "valid":
+            out["ndcg@20"] = next(scores)
+        else:  # the weights that are tested: must be best.pt's
+            best = torch.load(tmp_path / "best.pt", weights_only=True)
+            tested["same_as_best"] = all(torch.equal(v.cpu(), best["model"][k].cpu())
+                                         for k, v in self.model.state_dict().items())
+            tested["best_epoch"] = best["epoch"]
+        return out
+
+    monkeypatch.setattr(trainer_mod.Trainer, "evaluate", fake_evaluate)
+    m = run("bpr", [f"out_dir={tmp_path}", "epochs=8", "stopping_step=3", *FAST], quiet=True)
+    assert m["epochs"] == 5 and m["best_epoch"] == 2  # 2 best, then 3 validations without improvement
+    assert tested == {"same_as_best": True, "best_epoch": 2}
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["epoch"] == 5 and not all(torch.equal(v, torch.load(tmp_path / "best.pt", weights_only=True)[
+        "model"][k]) for k, v in last["model"].items())
+
+
+def test_config_values_are_type_checked_naming_the_key():
+    with pytest.raises(ValueError, match=r"key 'epochs' expects an integer.*got 'abc'"):
+        resolve_config("pop", ["epochs=abc"])
+    with pytest.raises(ValueError, match=r"key 'learning_rate' expects a number.*got 'fast'"):
+        resolve_config("bpr", ["learning_rate=fast"])
+    with pytest.raises(ValueError, match=r"key 'resume' expects true or false"):
+        resolve_config("bpr", ["resume=1"])
+    with pytest.raises(ValueError, match=r"key 'hidden_size_list' expects a list"):
+        resolve_config("ngcf", ["hidden_size_list=64"])
+    cfg, _ = resolve_config("bpr", ["learning_rate=1"])  # an int is a valid float
+    assert cfg["learning_rate"] == 1.0 and isinstance(cfg["learning_rate"], float)
+    proc = subprocess.run([sys.executable, "-m", "gcf.train", "pop", "epochs=abc"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "'epochs'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sampled_run_validates_on_the_sampled_metric(tmp_path):
+    m = run("bpr", [f"out_dir={tmp_path}", "epochs=1", "sampled=uni100", *FAST], quiet=True)
+    assert "ndcg@20[uni100]" in m["valid"] and "ndcg@20[uni100]" in m["test"]
 
 
 def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path):

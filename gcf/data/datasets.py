@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..config import config_dir, read_yaml
+from ..yamlfiles import config_dir, read_yaml
 from . import loaders
 from .interactions import Interactions
 

@@ -1,6 +1,10 @@
-"""Negative sampling and the batches each kind of model trains on.
+"""Negative sampling and the batch builders models train on.
 
-A model declares ``batch_kind``; :func:`epoch_batches` yields that kind of batch:
+A batch builder is built as ``Builder(data: TrainData, batch_size, **options)``; ``len()`` is
+the number of batches of one epoch (the trainer's progress bar) and ``epoch(rng)`` yields them.
+A model names its builder through ``batch_kind`` (a name registered here with
+:func:`register_batch_kind`, by gcf or any other package) or returns one from its
+``batches(data, batch_size)`` method (sequence models pass their ``max_len`` etc.). gcf's kinds:
 
 - ``"pairwise"``: ``(users, pos_items, neg_items)`` LongTensors, one pass over all training
   interactions in random order, one uniform negative per positive (RecBole / BPR-style).
@@ -62,32 +66,68 @@ def sample_negatives(csr: sp.csr_matrix, users: np.ndarray, n_neg: int = 1,
     return neg.reshape(len(users), n_neg)
 
 
-def sample_distinct_negatives(csr: sp.csr_matrix, n_neg: int, rng: np.random.Generator,
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser, elementwise on uint64 (wrapping arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def stream_uniforms(seed: int, keys: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    """Uniform floats in [0, 1) that depend only on ``(seed, key, counter)``, broadcast over
+    ``keys`` and ``counters``: a counter-based stream per key, so what one key (user) gets does
+    not depend on which other keys are drawn with it."""
+    with np.errstate(over="ignore"):
+        base = _splitmix64(np.asarray(keys, dtype=np.uint64) ^ _splitmix64(np.array(seed, dtype=np.uint64)))
+        x = _splitmix64(base + np.asarray(counters, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03))
+    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def sample_distinct_negatives(csr: sp.csr_matrix, n_neg: int, seed: int, row_keys: np.ndarray | None = None,
                               p: np.ndarray | None = None) -> np.ndarray:
     """``[n_rows, n_neg]`` distinct items per row of ``csr`` that are not among that row's
     non-zeros, drawn uniformly or, with ``p``, with those item probabilities (successive
     sampling, as ``rng.choice(replace=False, p=...)`` over the allowed items).
 
-    Vectorised rejection rounds over all rows at once; only rows with fewer than ``n_neg``
-    allowed items (rare: users who saw nearly everything) fall back to drawing with replacement.
+    Row ``r`` draws from its own stream, keyed by ``(seed, row_keys[r])`` (default: the row
+    number): its negatives depend on its key and its non-zeros only, never on the other rows
+    of the call, so an evaluation gives each user the same negatives at any batch size.
+    Candidates ``0, 1, 2, ...`` of a row's stream are taken in order, skipping the row's
+    positives and repeats. Rows with fewer than ``n_neg`` allowed items (users who saw nearly
+    everything) draw with replacement among the allowed ones.
     """
     n_rows, n_items = csr.shape
+    row_keys = np.arange(n_rows, dtype=np.int64) if row_keys is None else np.asarray(row_keys, dtype=np.int64)
     keys = _keys(csr)
     drawable = np.ones(n_items, dtype=bool) if p is None else p > 0
+    cdf = None if p is None else np.cumsum(p / p.sum())
     row_of = np.repeat(np.arange(n_rows), np.diff(csr.indptr))
     n_pos_drawable = np.bincount(row_of, weights=drawable[csr.indices], minlength=n_rows).astype(np.int64)
     allowed = int(drawable.sum()) - n_pos_drawable  # [n_rows] items each row may get
     if (allowed <= 0).any():
         raise ValueError(f"row {np.flatnonzero(allowed <= 0)[0]} has interacted with every item that can be "
                          f"drawn: no negative to sample")
+
+    def draw(rows: np.ndarray, counters: np.ndarray) -> np.ndarray:
+        u = stream_uniforms(seed, row_keys[rows][:, None], counters)
+        if cdf is None:
+            return np.minimum((u * n_items).astype(np.int64), n_items - 1)
+        return np.minimum(np.searchsorted(cdf, u * cdf[-1], side="right"), n_items - 1)
+
     out = np.full((n_rows, n_neg), -1, dtype=np.int64)
     filled = np.zeros(n_rows, dtype=np.int64)
     rows = np.flatnonzero(allowed >= n_neg)
+    k = 2 * n_neg + 8  # candidates per round, the same for every row: round t reads t*k .. t*k+k-1
+    round_ = 0
     while len(rows):
-        k = 2 * int((n_neg - filled[rows]).max()) + 8
-        cand = (rng.integers(0, n_items, size=(len(rows), k)) if p is None
-                else rng.choice(n_items, size=(len(rows), k), p=p))
-        ok = ~_is_positive(keys, np.repeat(rows, k), cand.ravel(), n_items).reshape(len(rows), k)
+        cand = draw(rows, np.arange(round_ * k, (round_ + 1) * k)[None, :])
+        cand = cand if p is None else np.where(drawable[cand], cand, -1)
+        ok = (cand >= 0) & ~_is_positive(keys, np.repeat(rows, k), np.maximum(cand, 0).ravel(),
+                                         n_items).reshape(len(rows), k)
         combined = np.concatenate([out[rows], cand], 1)  # the ones already taken come first
         valid = np.concatenate([out[rows] >= 0, ok], 1)
         flat = (np.arange(len(rows))[:, None] * (n_items + 1) + combined + 1).ravel()
@@ -99,33 +139,60 @@ def sample_distinct_negatives(csr: sp.csr_matrix, n_neg: int, rng: np.random.Gen
         out[rows[r], rank[r, c] - 1] = combined[r, c]
         filled[rows] = np.minimum(rank[:, -1], n_neg)
         rows = rows[filled[rows] < n_neg]
+        round_ += 1
     for row in np.flatnonzero(allowed < n_neg):  # nearly every item seen
         seen = csr.indices[csr.indptr[row]:csr.indptr[row + 1]]
         cands = np.setdiff1d(np.flatnonzero(drawable), seen)
         w = None if p is None else p[cands] / p[cands].sum()
-        out[row] = rng.choice(cands, size=n_neg, replace=True, p=w)
+        out[row] = np.random.default_rng([seed, int(row_keys[row])]).choice(cands, size=n_neg, replace=True, p=w)
     return out
 
 
-class PairwiseSampler:
-    """One epoch = every training interaction once, shuffled, with fresh negatives."""
+BATCH_KINDS: dict[str, type] = {}
 
-    def __init__(self, train: sp.csr_matrix):
-        self.train = train
+
+def register_batch_kind(name: str):
+    """Class decorator: a batch builder available to models as ``batch_kind = name``."""
+    def deco(cls):
+        if name in BATCH_KINDS and BATCH_KINDS[name].__qualname__ != cls.__qualname__:
+            raise ValueError(f"batch kind {name!r} is already registered by {BATCH_KINDS[name].__module__}")
+        BATCH_KINDS[name] = cls
+        return cls
+    return deco
+
+
+def get_batch_kind(name: str) -> type:
+    try:
+        return BATCH_KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown batch_kind {name!r}; registered: {', '.join(sorted(BATCH_KINDS))}") from None
+
+
+def _ceil(n: int, d: int) -> int:
+    return -(-n // d)
+
+
+@register_batch_kind("pairwise")
+class PairwiseBatches:
+    """One epoch = every training interaction once, shuffled, with fresh uniform negatives."""
+
+    def __init__(self, data, batch_size: int):
+        train = data.train
+        self.train, self.batch_size = train, batch_size
         self.keys = _keys(train)
         self.users = np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr))
         self.items = train.indices.astype(np.int64)
 
     def __len__(self) -> int:
-        return len(self.users)
+        return _ceil(len(self.users), self.batch_size)
 
-    def epoch(self, batch_size: int, rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+    def epoch(self, rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
         order = rng.permutation(len(self.users))
         users, pos = self.users[order], self.items[order]
         neg = sample_negatives(self.train, users, 1, rng, self.keys)[:, 0]
         users, pos, neg = (torch.from_numpy(a) for a in (users, pos, neg))
-        for start in range(0, len(order), batch_size):
-            sl = slice(start, start + batch_size)
+        for start in range(0, len(order), self.batch_size):
+            sl = slice(start, start + self.batch_size)
             yield users[sl], pos[sl], neg[sl]
 
 
@@ -152,35 +219,35 @@ def row_batches(csr: sp.csr_matrix, batch_size: int, rng: np.random.Generator | 
         yield (tag, *batch) if tag else batch
 
 
-def epoch_batches(kind: str, train: sp.csr_matrix, batch_size: int, rng: np.random.Generator,
-                  cache: dict | None = None) -> Iterator:
-    """The batches of one epoch for a model of ``batch_kind == kind``."""
-    cache = {} if cache is None else cache
-    if kind == "pairwise":
-        if "pairwise" not in cache:
-            cache["pairwise"] = PairwiseSampler(train)
-        return cache["pairwise"].epoch(batch_size, rng)
-    if kind == "user_rows":
-        return row_batches(train, batch_size, rng)
-    if kind == "item_user_rows":
-        if "transpose" not in cache:
-            cache["transpose"] = train.T.tocsr()
-        return _chain(row_batches(cache["transpose"], batch_size, None, "item"),
-                      row_batches(train, batch_size, None, "user"))
-    raise ValueError(f"unknown batch_kind {kind!r}; expected pairwise, user_rows or item_user_rows")
+def _n_rows(csr: sp.csr_matrix) -> int:
+    return int((np.diff(csr.indptr) > 0).sum())
 
 
-def _chain(*iterators):
-    for it in iterators:
-        yield from it
+@register_batch_kind("user_rows")
+class UserRowBatches:
+    """Shuffled batches of ``(users, dense training rows)``."""
+
+    def __init__(self, data, batch_size: int):
+        self.train, self.batch_size = data.train, batch_size
+
+    def __len__(self) -> int:
+        return _ceil(_n_rows(self.train), self.batch_size)
+
+    def epoch(self, rng: np.random.Generator):
+        return row_batches(self.train, self.batch_size, rng)
 
 
-def n_batches(kind: str, train: sp.csr_matrix, batch_size: int) -> int:
-    """How many batches :func:`epoch_batches` yields (for progress bars)."""
-    ceil = lambda n: -(-n // batch_size)  # noqa: E731
-    if kind == "pairwise":
-        return ceil(train.nnz)
-    rows = ceil(int((np.diff(train.indptr) > 0).sum()))
-    if kind == "item_user_rows":
-        rows += ceil(int((np.bincount(train.indices, minlength=train.shape[1]) > 0).sum()))
-    return rows
+@register_batch_kind("item_user_rows")
+class ItemUserRowBatches:
+    """All item rows (``("item", items, rows)``), then all user rows, in id order (BiVAE)."""
+
+    def __init__(self, data, batch_size: int):
+        self.train, self.batch_size = data.train, batch_size
+        self.transpose = data.train.T.tocsr()
+
+    def __len__(self) -> int:
+        return _ceil(_n_rows(self.train), self.batch_size) + _ceil(_n_rows(self.transpose), self.batch_size)
+
+    def epoch(self, rng: np.random.Generator):
+        yield from row_batches(self.transpose, self.batch_size, None, "item")
+        yield from row_batches(self.train, self.batch_size, None, "user")

@@ -10,12 +10,14 @@
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from .interactions import Interactions
+from .sequences import Sequences
 
 
 @dataclass
@@ -35,6 +37,21 @@ class Split:
                 raise ValueError(f"split {self.method}: {part} has another id space than train")
         if len(self.train) == 0:
             raise ValueError(f"split {self.method}: the train part is empty ({self.train.source})")
+        self._check_disjoint()
+
+    def _check_disjoint(self) -> None:
+        """A (user, item) pair in two parts would be trained on and then ranked: refuse it."""
+        n_items = self.n_items
+        keys = {p: np.unique(getattr(self, p).users * n_items + getattr(self, p).items)
+                for p in ("train", "valid", "test")}
+        for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+            both = np.intersect1d(keys[a], keys[b], assume_unique=True)
+            if len(both):
+                u, i = divmod(int(both[0]), n_items)
+                raise ValueError(
+                    f"split {self.method}: {len(both)} (user, item) pair(s) are in both {a} and {b}, e.g. user "
+                    f"{self.train.user_ids[u]!r} item {self.train.item_ids[i]!r} ({self.train.source}); "
+                    f"de-duplicate the interactions first (Interactions.dedup(), as make_split does)")
 
     @property
     def n_users(self) -> int:
@@ -49,6 +66,31 @@ class Split:
         if part not in self._csr:
             self._csr[part] = getattr(self, part).to_csr()
         return self._csr[part]
+
+    def history(self, part: str) -> Sequences:
+        """What a model may know when ``part`` is ranked, in time order: the train part for
+        'valid', train + valid for 'test' (cached)."""
+        key = f"history:{part}"
+        if key not in self._csr:
+            if part == "valid":
+                self._csr[key] = Sequences.from_interactions(self.train)
+            elif part == "test":
+                self._csr[key] = Sequences.from_interactions(self.train, self.valid)
+            else:
+                raise ValueError(f"part must be 'valid' or 'test', got {part!r}")
+        return self._csr[key]
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the training part (its raw user/item id maps and its (user, item) pairs):
+        equal for the same training data whatever the run, different for another split."""
+        if "fingerprint" not in self._csr:
+            h = hashlib.sha256()
+            for ids in (self.train.user_ids, self.train.item_ids):
+                h.update("\x1f".join(map(str, ids)).encode())
+                h.update(b"\x1e")
+            h.update(np.unique(self.train.users * self.n_items + self.train.items).astype("<i8").tobytes())
+            self._csr["fingerprint"] = h.hexdigest()[:32]
+        return self._csr["fingerprint"]
 
     def summary(self) -> str:
         return (f"{self.method}: {self.n_users} users, {self.n_items} items; train {len(self.train)}, "
@@ -135,7 +177,10 @@ def _from_parts(inter: Interactions, part: np.ndarray, method: str) -> Split:
 
 def make_split(inter: Interactions, method: str, ratios=(0.8, 0.1, 0.1), seed: int = 2020,
                test: Interactions | None = None, valid_ratio: float = 0.1) -> Split:
-    """Dispatch on the config's ``split`` key."""
+    """Dispatch on the config's ``split`` key. Repeated (user, item) pairs are merged first
+    (the latest occurrence is kept, :meth:`Interactions.dedup`), so no pair lands in two parts."""
+    inter = inter.dedup()
+    test = None if test is None else test.dedup()
     if method == "random":
         return random_ratio(inter, ratios, seed)
     if method == "temporal":

@@ -1,5 +1,6 @@
-"""Model registry: name -> class. The CLI, trainer and cornac wrappers look models up here;
-each model's hyper-parameters and defaults are in ``configs/model/<name>.yaml``."""
+"""gcf's models, registered in :mod:`gcf.models.registry` (``seq`` and ``bridges`` add theirs
+there when imported). Each model's hyper-parameters and defaults are in
+``configs/model/<name>.yaml``."""
 from __future__ import annotations
 
 from .base import Recommender, TrainData
@@ -11,26 +12,14 @@ from .ldiffrec import LDiffRec
 from .lightgcn import LightGCN
 from .ngcf import NGCF
 from .pop import Pop
+from .registry import MODELS, build_model, get_model_class, model_family, register_model
 from .vaecf import VAECF
 
-MODELS: dict[str, type[Recommender]] = {
-    "pop": Pop,
-    "bpr": BPR,
-    "ease": EASE,
-    "ngcf": NGCF,
-    "lightgcn": LightGCN,
-    "vaecf": VAECF,
-    "bivae": BiVAE,
-    "diffrec": DiffRec,
-    "ldiffrec": LDiffRec,
-}
+for _name, _cls in {"pop": Pop, "bpr": BPR, "ease": EASE, "ngcf": NGCF, "lightgcn": LightGCN, "vaecf": VAECF,
+                    "bivae": BiVAE, "diffrec": DiffRec, "ldiffrec": LDiffRec}.items():
+    register_model(_name)(_cls)
 
+GCF_MODELS = tuple(MODELS)  # gcf's own, in registration order (others may be added later)
 
-def get_model_class(name: str) -> type[Recommender]:
-    try:
-        return MODELS[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") from None
-
-
-__all__ = ["MODELS", "Recommender", "TrainData", "get_model_class", *[c.__name__ for c in MODELS.values()]]
+__all__ = ["MODELS", "GCF_MODELS", "Recommender", "TrainData", "build_model", "get_model_class", "model_family",
+           "register_model", "BiVAE", "BPR", "DiffRec", "EASE", "LDiffRec", "LightGCN", "NGCF", "Pop", "VAECF"]

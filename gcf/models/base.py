@@ -1,56 +1,54 @@
 """The small contract every model keeps; the trainer, evaluator, CLI and cornac wrappers
 only ever call these methods and never branch on a model's name.
 
-A model is built as ``Model(data, **hyperparameters)`` where ``data`` is a :class:`TrainData`
-(sizes and the training matrix) and the keyword arguments are exactly the keys of
-``configs/model/<name>.yaml``.
+A model is built as ``Model.from_config(data, **hyperparameters)`` (the constructor, unless a
+model reads files for its inputs) where ``data`` is a :class:`TrainData` (sizes, the training
+matrix, the ordered training interactions and per-user sequences) and the keyword arguments
+are exactly the keys of ``configs/model/<name>.yaml``. Models register in
+:mod:`gcf.models.registry`.
 
-- ``batch_kind``: which batches :func:`gcf.data.sampler.epoch_batches` feeds to ``loss``
-  (``"pairwise"``, ``"user_rows"``, ``"item_user_rows"``), or ``None`` for closed-form models
-  that implement ``fit`` instead of ``loss``.
+- ``batch_kind``: the name of a registered batch builder (:mod:`gcf.data.sampler`:
+  ``"pairwise"``, ``"user_rows"``, ``"item_user_rows"``; other packages register theirs), or
+  ``None`` for closed-form models that implement ``fit`` instead of ``loss``.
+  ``batches(data, batch_size)`` builds it; a model overrides it to pass its own options.
 - ``loss(batch) -> scalar tensor``: one training step's objective.
 - ``fit(data)``: closed-form fit (Pop, EASE).
-- ``score(users) -> [B, n_items]``: higher is better; a fresh tensor (never a view of a
-  parameter or buffer), since the evaluator masks seen items in place.
+- ``score(users, history) -> [B, n_items]``: higher is better; a fresh tensor (never a view of
+  a parameter or buffer), since the evaluator masks seen items in place. ``history``
+  (:class:`gcf.data.sequences.Sequences`) is what the model may know when ranking: the
+  training part for validation, train + validation for test; CF models ignore it (they
+  score from their training data), sequence models read the users' histories from it.
 - ``latents() -> (user [n_users, d], item [n_items, d])``: the representations that
   ``bridges/`` feeds to sequence models; models without a latent space raise.
-- Optional: ``param_groups()`` (per-module learning rates) and ``start_epoch(epoch)`` (schedules
-  that count epochs, not batches).
+- Optional: ``param_groups()`` (per-module learning rates), ``start_epoch(epoch)`` (schedules
+  that count epochs, not batches) and ``extra_state()`` / ``load_extra_state(state)`` (state
+  outside the parameters and buffers that a resume must restore).
 
 Caches (propagated embeddings for evaluation, ...) live in ``self._cache`` and are dropped
 whenever the model switches between train and eval mode or its parameters are reloaded.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
+from ..data.sampler import dense_rows, get_batch_kind
+from ..data.train_data import TrainData
 
-@dataclass
-class TrainData:
-    """What a model may know about the data at construction: sizes and training matrix."""
-
-    n_users: int
-    n_items: int
-    train: sp.csr_matrix  # binary n_users x n_items
-    item_features: dict | None = None
-    user_features: dict | None = None
-    item_ids: np.ndarray | None = None  # raw ids, row i of the item side is item_ids[i]
-
-    @classmethod
-    def from_split(cls, split) -> "TrainData":
-        return cls(split.n_users, split.n_items, split.csr("train"),
-                   split.train.item_features, split.train.user_features, split.train.item_ids)
+__all__ = ["Recommender", "TrainData", "bpr_loss", "l2_rows", "item_popularity"]
 
 
 class Recommender(nn.Module):
     """Base class: stores ``n_users``/``n_items`` and the training matrix (not as a parameter)."""
 
     batch_kind: str | None = "pairwise"
+
+    @classmethod
+    def from_config(cls, data: TrainData, **kwargs) -> "Recommender":
+        """Build from the config's keys (a model that reads files for its inputs overrides this)."""
+        return cls(data, **kwargs)
 
     def __init__(self, data: TrainData):
         super().__init__()
@@ -66,7 +64,11 @@ class Recommender(nn.Module):
     def fit(self, data: TrainData) -> None:
         raise NotImplementedError(f"{type(self).__name__} is trained by loss(), not fit()")
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def batches(self, data: TrainData, batch_size: int):
+        """The batch builder of one training run (``len()`` batches per epoch, ``epoch(rng)``)."""
+        return get_batch_kind(self.batch_kind)(data, batch_size)
+
+    def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
         raise NotImplementedError
 
     def latents(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,6 +80,14 @@ class Recommender(nn.Module):
 
     def start_epoch(self, epoch: int) -> None:
         """Called by the trainer before each training epoch (0-based, also after a resume)."""
+
+    def extra_state(self) -> dict:
+        """Training state outside parameters and buffers (counters, ...) that ``last.pt`` keeps:
+        plain values and tensors only."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore what :meth:`extra_state` returned."""
 
     # -------------------------------------------------------------- helpers
     @property
@@ -108,8 +118,6 @@ class Recommender(nn.Module):
 
     def history_rows(self, users: torch.Tensor) -> torch.Tensor:
         """Dense binary training rows ``[B, n_items]`` of ``users`` (for user-row models)."""
-        from ..data.sampler import dense_rows
-
         return dense_rows(self._train_matrix, users.cpu().numpy()).to(users.device)
 
 

@@ -271,7 +271,7 @@ class BiVAE(Recommender):
         return self.mu_theta.clone(), self.mu_beta.clone()
 
     @torch.no_grad()
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
         mu_theta, mu_beta = self.cached("means", self._means)
         return mu_theta[users] @ mu_beta.T  # [B, I]
 

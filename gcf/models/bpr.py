@@ -41,7 +41,7 @@ class BPR(Recommender):
             loss = loss + self.reg_weight * l2_rows(u, p, n) / len(users)
         return loss
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
         return self.user_embedding(users) @ self.item_embedding.weight.T  # [B, I]
 
     def latents(self):

@@ -308,5 +308,5 @@ class DiffRec(Recommender):
         return x
 
     @torch.no_grad()
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
         return self.denoise((self.history_rows(users) > 0).float())  # [B, I]

@@ -39,5 +39,5 @@ class EASE(Recommender):
         self.weights.copy_(b.to(self.weights.dtype))
 
     @torch.no_grad()
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
         return self.history_rows(users) @ self.weights  # [B, I]

@@ -42,7 +42,10 @@ Departures:
 - Item embeddings for the clustering. The official code loads ``item_emb.npy`` from a
   pre-trained LightGCN. Here ``item_latents`` names a ``latents.npz`` written by any gcf run
   (``python -m gcf.train lightgcn`` writes ``runs/lightgcn-<dataset>/latents.npz``); its items
-  are matched by raw id. Without it the embeddings are the top-64 right singular vectors (scaled
+  are matched by raw id, and a file trained on another split (another training part, which
+  could hold this split's validation or test interactions) is refused by its split fingerprint.
+  The constructor takes the vectors themselves (``item_vectors``); :meth:`from_config` reads
+  the file. Without it the embeddings are the top-64 right singular vectors (scaled
   by the singular values) of the binary training matrix, computed deterministically.
 - k-means is seeded k-means++ then Lloyd iterations in numpy (official: ``kmeans_pytorch`` with
   random initial centres). The cluster of each item is the buffer ``item_cluster``.
@@ -61,7 +64,10 @@ Args:
         (defaults: 0.03, 0.005, 500).
     vae_anneal_cap, vae_anneal_steps: the KL weight schedule (defaults: 0.3, 200).
     ae_learning_rate: learning rate of the autoencoder (default: 5e-4; the config ships 1e-3).
-    item_latents: path of a ``latents.npz`` whose item vectors are clustered (default: None = SVD).
+    item_latents: path of a ``latents.npz`` whose item vectors are clustered (default: None = SVD);
+        ``item_vectors`` (``[n_items, d]``) in the constructor.
+    beta_fixed: fix :math:`\beta_1 = 10^{-5}` as DiffRec does (default: False, as the official
+        L-DiffRec code, whose schedule is not fixed).
     The remaining keys are DiffRec's (:mod:`gcf.models.diffrec`) on the latent: ``dims_dnn``,
     ``emb_size``, ``steps``, ``noise_schedule``, ``noise_scale``, ``noise_min``, ``noise_max``,
     ``sampling_steps``, ``reweight``, ``mean_type``, ``dropout``.
@@ -75,6 +81,7 @@ from scipy.sparse.linalg import svds
 from torch import nn
 from torch.nn import functional as F
 
+from ..latents import item_vectors_for
 from .base import TrainData
 from .diffrec import DiffRec
 
@@ -123,34 +130,23 @@ def svd_item_embeddings(train: sp.csr_matrix, dim: int = SVD_DIM) -> np.ndarray:
     return (vt.T * s)[:, ::-1].copy()
 
 
-def item_embeddings(data: TrainData, item_latents: str | None) -> np.ndarray:
-    if not item_latents:
-        return svd_item_embeddings(data.train)
-    from ..latents import load_latents
-
-    lat = load_latents(item_latents)
-    if "item" not in lat or "item_ids" not in lat:
-        raise ValueError(f"item_latents={item_latents}: no 'item'/'item_ids' arrays (expected a gcf latents.npz)")
-    if data.item_ids is None:
-        raise ValueError("item_latents needs the items' raw ids, which this data does not carry")
-    row = {str(raw): j for j, raw in enumerate(lat["item_ids"])}
-    missing = [str(i) for i in data.item_ids if str(i) not in row]
-    if missing:
-        raise ValueError(f"item_latents={item_latents}: {len(missing)} of this data's {len(data.item_ids)} items "
-                         f"have no vector there (e.g. {missing[:3]}); train it on the same dataset")
-    return lat["item"][[row[str(i)] for i in data.item_ids]]
-
-
 class LDiffRec(DiffRec):
     batch_kind = "user_rows"
+
+    @classmethod
+    def from_config(cls, data: TrainData, item_latents: str | None = None, **kwargs) -> "LDiffRec":
+        """The config names a ``latents.npz`` (``item_latents``); the model takes its item vectors,
+        checked to come from this split's training part (:func:`gcf.latents.item_vectors_for`)."""
+        vectors = item_vectors_for(item_latents, data) if item_latents else None
+        return cls(data, item_vectors=vectors, **kwargs)
 
     def __init__(self, data: TrainData, n_cate: int = 2, ae_dims=(300,), ae_dropout: float = 0.1,
                  act_fn: str = "tanh", reparam: bool = True, lamda: float = 0.03, anneal_cap: float = 0.005,
                  anneal_steps: int = 500, vae_anneal_cap: float = 0.3, vae_anneal_steps: int = 200,
-                 ae_learning_rate: float = 5e-4, item_latents: str | None = None, dims_dnn=(300,),
+                 ae_learning_rate: float = 5e-4, item_vectors: np.ndarray | None = None, dims_dnn=(300,),
                  emb_size: int = 10, steps: int = 5, noise_schedule: str = "linear-var", noise_scale: float = 0.1,
                  noise_min: float = 1e-4, noise_max: float = 0.02, sampling_steps: int = 0, reweight: bool = True,
-                 mean_type: str = "x0", dropout: float = 0.5):
+                 mean_type: str = "x0", dropout: float = 0.5, beta_fixed: bool = False):
         if act_fn not in ACTIVATIONS:
             raise ValueError(f"act_fn must be one of {', '.join(ACTIVATIONS)}, got {act_fn!r}")
         dims = [int(d) for d in ae_dims]
@@ -159,7 +155,7 @@ class LDiffRec(DiffRec):
         super().__init__(data, dims_dnn=dims_dnn, emb_size=emb_size, steps=steps, noise_schedule=noise_schedule,
                          noise_scale=noise_scale, noise_min=noise_min, noise_max=noise_max,
                          sampling_steps=sampling_steps, reweight=reweight, mean_type=mean_type, dropout=dropout,
-                         width=dims[-1])
+                         beta_fixed=beta_fixed, width=dims[-1])
         self.latent_dim = dims[-1]
         self.reparam = bool(reparam)
         self.lamda, self.anneal_cap, self.anneal_steps = float(lamda), float(anneal_cap), int(anneal_steps)
@@ -173,7 +169,11 @@ class LDiffRec(DiffRec):
         if n_cate == 1:
             clusters = np.zeros(data.n_items, dtype=np.int64)
         else:
-            clusters = kmeans(item_embeddings(data, item_latents), n_cate, seed=0)
+            if item_vectors is None:
+                item_vectors = svd_item_embeddings(data.train)
+            elif len(item_vectors) != data.n_items:
+                raise ValueError(f"item_vectors has {len(item_vectors)} rows, expected one per item ({data.n_items})")
+            clusters = kmeans(np.asarray(item_vectors, dtype=np.float64), n_cate, seed=0)
         sizes = np.bincount(clusters, minlength=n_cate)
         if (sizes == 0).any():
             raise ValueError(f"k-means left {(sizes == 0).sum()} of n_cate={n_cate} clusters empty; use fewer")
@@ -216,6 +216,12 @@ class LDiffRec(DiffRec):
 
     def start_epoch(self, epoch: int) -> None:
         self._epoch = int(epoch)
+
+    def extra_state(self) -> dict:
+        return {"epoch": self._epoch}
+
+    def load_extra_state(self, state: dict) -> None:
+        self._epoch = int(state.get("epoch", self._epoch))
 
     def encode(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(dropped-out rows [B, I], mu [B, d], logvar [B, d])`` of binary rows."""
@@ -263,7 +269,7 @@ class LDiffRec(DiffRec):
         return mu
 
     @torch.no_grad()
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
         return self.decoder(self.denoise(self._user_means(users)))  # [B, I]
 
     @torch.no_grad()

@@ -66,7 +66,7 @@ class LightGCN(Recommender):
         return self.cached("final", self.propagate)
 
     @torch.no_grad()
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
         user_all, item_all = self._final()
         return user_all[users] @ item_all.T  # [B, I]
 

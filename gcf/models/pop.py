@@ -19,5 +19,5 @@ class Pop(Recommender):
     def fit(self, data: TrainData) -> None:
         self.counts.copy_(torch.from_numpy(item_popularity(data.train)))
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
         return self.counts.unsqueeze(0).repeat(len(users), 1)  # [B, I], a fresh tensor (not a view)

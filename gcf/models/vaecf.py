@@ -166,7 +166,7 @@ class VAECF(Recommender):
         return nll + beta * kl
 
     @torch.no_grad()
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
         mu, _ = self.encode(self.history_rows(users))
         return self.decode(mu)  # [B, I]
 

@@ -1,0 +1,178 @@
+"""Sequence data for next-item models: batch builders over each user's chronological
+training items.
+
+The sequences come from the core (:class:`gcf.data.sequences.Sequences`, built from any dataset
+the loaders read: ordered by timestamp as int64 seconds, ties by file order; file order for
+the sequence formats), the leave-one-out split from :func:`gcf.data.split.leave_one_out`
+(last = test, second-last = valid), both chosen by ``configs/family/seq.yaml``. Inside the
+sequence models item ``i`` of gcf is ``i + 1``: 0 is padding and ``n_items + 1`` the [mask]
+token of cloze models.
+
+Batch builders (the interface of :mod:`gcf.data.sampler`: ``Builder(data, batch_size, ...)``,
+``len()`` batches per epoch, ``epoch(rng)``) yield dicts of tensors:
+
+- :class:`NextItemBatches`: one row per user, a loss at every position (SASRec, TiSASRec, GRU4Rec).
+- :class:`PrefixBatches`: one row per (user, position): every prefix and its next item (RecBole's
+  protocol; NARM, FPMC, TransRec).
+- :class:`ClozeBatches`: masked positions to predict (BERT4Rec).
+
+Negatives are uniform over the items the user never had in training. All randomness comes from
+the ``rng`` handed to ``epoch`` (the trainer's ``(seed, epoch)`` stream), so a resumed run sees
+the same batches. No input position ever holds the item it is asked to predict, nor a later one.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from gcf.data.sampler import _keys, sample_negatives
+from gcf.data.sequences import Sequences
+
+__all__ = ["NextItemBatches", "PrefixBatches", "ClozeBatches", "time_intervals", "Sequences"]
+
+
+def _ceil(n: int, d: int) -> int:
+    return -(-n // d)
+
+
+class _Base:
+    def __init__(self, data, batch_size: int, max_len: int, n_negatives: int = 0):
+        if max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        self.seqs: Sequences = data.sequences
+        self.train = data.train
+        self.n_items = data.n_items
+        self.batch_size, self.max_len, self.n_negatives = int(batch_size), int(max_len), int(n_negatives)
+        self._neg_keys = _keys(self.train) if self.n_negatives else None
+
+    def _negatives(self, users: np.ndarray, rng: np.random.Generator, per_row: int) -> np.ndarray:
+        """``[len(users), per_row * n_negatives]`` item ids + 1, never in the user's training items."""
+        neg = sample_negatives(self.train, users, per_row * self.n_negatives, rng, self._neg_keys)
+        return neg + 1
+
+    def _times(self, t: np.ndarray | None) -> dict:
+        return {} if t is None else {"times": torch.from_numpy(t)}
+
+
+class NextItemBatches(_Base):
+    """Per user with >= 2 training items: ``items [B, L]`` = the sequence without its last item
+    (its last ``L``, right-aligned, 0 = padding), ``targets [B, L]`` = the item after each input
+    position (0 where the input is padding); ``negatives [B, L, n]`` when ``n_negatives``;
+    ``times [B, L]`` (input timestamps) when the data has them; ``users [B]``."""
+
+    def __init__(self, data, batch_size: int, max_len: int, n_negatives: int = 0):
+        super().__init__(data, batch_size, max_len, n_negatives)
+        self.users = np.flatnonzero(self.seqs.lengths >= 2)
+
+    def __len__(self) -> int:
+        return _ceil(len(self.users), self.batch_size)
+
+    def epoch(self, rng: np.random.Generator):
+        order = rng.permutation(self.users)
+        for start in range(0, len(order), self.batch_size):
+            users = order[start:start + self.batch_size]
+            items, times = self.seqs.padded(users, self.max_len, drop_last=1)
+            targets, _ = self.seqs.padded(users, self.max_len)
+            targets = np.where(items > 0, targets, 0)
+            batch = {"users": torch.from_numpy(users), "items": torch.from_numpy(items),
+                     "targets": torch.from_numpy(targets), **self._times(times)}
+            if self.n_negatives:
+                neg = self._negatives(users, rng, self.max_len).reshape(len(users), self.max_len, self.n_negatives)
+                batch["negatives"] = torch.from_numpy(np.where(targets[:, :, None] > 0, neg, 0))
+            yield batch
+
+
+class PrefixBatches(_Base):
+    """Every training position ``t >= 1`` of every user, shuffled: ``items [B, L]`` = the ``L``
+    items before it (right-aligned), ``targets [B]`` = the item at ``t``, ``negatives [B, n]``,
+    ``times [B, L]`` and ``target_times [B]`` when the data has timestamps, ``users [B]``."""
+
+    def __init__(self, data, batch_size: int, max_len: int, n_negatives: int = 0):
+        super().__init__(data, batch_size, max_len, n_negatives)
+        lengths = self.seqs.lengths
+        self.row_user = np.repeat(np.arange(len(lengths)), np.maximum(lengths - 1, 0))
+        # position (index into seqs.items) of each target: every item but a user's first
+        starts = self.seqs.indptr[:-1]
+        offset = np.arange(len(self.row_user)) - np.repeat(np.cumsum(np.maximum(lengths - 1, 0)) -
+                                                           np.maximum(lengths - 1, 0), np.maximum(lengths - 1, 0))
+        self.row_pos = starts[self.row_user] + 1 + offset
+
+    def __len__(self) -> int:
+        return _ceil(len(self.row_user), self.batch_size)
+
+    def epoch(self, rng: np.random.Generator):
+        order = rng.permutation(len(self.row_user))
+        seqs, L = self.seqs, self.max_len
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            users, pos = self.row_user[rows], self.row_pos[rows]
+            first = seqs.indptr[users]
+            j = np.arange(L)
+            src = pos[:, None] - L + j[None, :]  # [B, L] the L positions before the target
+            valid = src >= first[:, None]
+            safe = np.where(valid, src, 0)
+            items = np.where(valid, seqs.items[safe] + 1, 0)
+            batch = {"users": torch.from_numpy(users), "items": torch.from_numpy(items),
+                     "targets": torch.from_numpy(seqs.items[pos] + 1)}
+            if seqs.times is not None:
+                batch["times"] = torch.from_numpy(np.where(valid, seqs.times[safe], 0))
+                batch["target_times"] = torch.from_numpy(seqs.times[pos])
+            if self.n_negatives:
+                batch["negatives"] = torch.from_numpy(self._negatives(users, rng, 1))
+            yield batch
+
+
+class ClozeBatches(_Base):
+    """BERT4Rec's cloze task: the last ``L`` training items of each user, each position replaced
+    by the [mask] token ``n_items + 1`` with probability ``mask_prob`` (at least one per row):
+    ``items [B, L]``, ``labels [B, L]`` (the original item + 1 at masked positions, else 0),
+    ``users [B]``; ``negatives [B, L, n]`` when ``n_negatives``."""
+
+    def __init__(self, data, batch_size: int, max_len: int, mask_prob: float, n_negatives: int = 0):
+        super().__init__(data, batch_size, max_len, n_negatives)
+        if not 0 < mask_prob <= 1:
+            raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob}")
+        self.mask_prob = float(mask_prob)
+        self.mask_token = self.n_items + 1
+        self.users = np.flatnonzero(self.seqs.lengths >= 1)
+
+    def __len__(self) -> int:
+        return _ceil(len(self.users), self.batch_size)
+
+    def epoch(self, rng: np.random.Generator):
+        order = rng.permutation(self.users)
+        for start in range(0, len(order), self.batch_size):
+            users = order[start:start + self.batch_size]
+            items, _ = self.seqs.padded(users, self.max_len)
+            real = items > 0
+            mask = (rng.random(items.shape) < self.mask_prob) & real
+            none = ~mask.any(1)  # at least one masked position per row: a random real one
+            if none.any():
+                r = np.flatnonzero(none)
+                n_real = real[r].sum(1)
+                pick = self.max_len - 1 - (rng.random(len(r)) * n_real).astype(np.int64)
+                mask[r, pick] = True
+            labels = np.where(mask, items, 0)
+            batch = {"users": torch.from_numpy(users), "items": torch.from_numpy(np.where(mask, self.mask_token, items)),
+                     "labels": torch.from_numpy(labels)}
+            if self.n_negatives:
+                neg = self._negatives(users, rng, self.max_len).reshape(len(users), self.max_len, self.n_negatives)
+                batch["negatives"] = torch.from_numpy(np.where(mask[:, :, None], neg, 0))
+            yield batch
+
+
+def time_intervals(times: torch.Tensor, pad: torch.Tensor, time_span: int, personalised: bool = True) -> torch.Tensor:
+    """TiSASRec's relative intervals ``[B, L, L]``: ``|t_i - t_j|`` divided by the user's
+    smallest non-zero gap between consecutive items (``personalised``, the paper's
+    scaling), floored, clipped at ``time_span``; 0 where either position is padding.
+    ``times [B, L]`` int64 seconds, ``pad [B, L]`` True at padding."""
+    t = times.double()
+    gaps = (t[:, 1:] - t[:, :-1]).abs()
+    real_pair = ~(pad[:, 1:] | pad[:, :-1])
+    gaps = torch.where(real_pair & (gaps > 0), gaps, torch.full_like(gaps, float("inf")))
+    scale = gaps.min(1).values if personalised else torch.ones(len(t), dtype=t.dtype, device=t.device)
+    scale = torch.where(torch.isfinite(scale), scale, torch.ones_like(scale))  # no gap: one unit
+    rel = torch.floor((t[:, :, None] - t[:, None, :]).abs() / scale[:, None, None])
+    rel = rel.clamp(max=time_span).long()
+    both = ~(pad[:, :, None] | pad[:, None, :])
+    return torch.where(both, rel, torch.zeros_like(rel))
