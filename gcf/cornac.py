@@ -6,17 +6,30 @@ the training keys below), stores them under their own names (so cornac's ``clone
 ``GridSearch`` and ``RandomSearch`` work), and is named ``gcf-<Model>`` in cornac's tables.
 
 ``fit(train_set, val_set=None)`` reads cornac's training matrix and id maps, trains through
-:class:`gcf.trainer.Trainer` (early stopping on ``val_set`` when given, else a fixed number
-of epochs), and ``score(user_idx, item_idx=None)`` serves cornac's per-user loop from scores
-computed in batches of ``score_batch_size`` users. Models whose score is a dot product of a
-user and an item vector also implement cornac's ``ANNMixin``.
+:class:`gcf.trainer.Trainer` and keeps the best validated epoch; ``score(user_idx,
+item_idx=None)`` serves cornac's per-user loop from scores computed in batches of
+``score_batch_size`` users. Models whose score is a dot product of a user and an item vector
+also implement cornac's ``ANNMixin``.
+
+Validation and early stopping. With a ``val_set`` (``RatioSplit(val_size=...)``, cornac's
+``GridSearch``/``RandomSearch``) the trainer validates on it. cornac's ``Experiment`` gives
+no ``val_set`` when the split has none, and ``epochs`` is the CLI's upper bound (300), tuned
+for early stopping: so by default (``holdout_valid=0.1``) the wrapper holds out a validation
+slice of its training data itself, ``floor(0.1 x n)`` random interactions of every user with
+``n`` training interactions (at least one always stays in training; the rule of the CLI's
+``split=fixed valid_ratio``), drawn from ``seed``, and early-stops on it (``valid_metric``,
+``eval_step``, ``stopping_step`` as on the CLI); the best validated epoch is the model. The
+model is not refitted on the held-out slice afterwards: it stays trained on the other 90%
+(a refit for the best number of epochs on all the data was measured on ml-100k and did not
+change the ranking metrics beyond the seed spread, at twice the training time:
+``benchmarks/README.md``). ``holdout_valid=0`` turns this off and trains exactly ``epochs``
+epochs on all the data. Closed-form models (Pop, EASE) have nothing to stop and always fit on
+all of it.
 
 cornac's ``train_set`` holds every rating; like the CLI, ``rating_threshold=4.0`` trains on the
-ratings >= 4 only (how Mult-VAE binarises MovieLens). In cornac's ranking protocol the
-training items rated below the threshold are not masked, so this matters there
-(``benchmarks/README.md``). Without a ``val_set`` exactly ``epochs`` epochs are trained, and
-the CLI defaults assume early stopping: pass ``epochs=`` (e.g. ``VAECF(epochs=20,
-batch_size=100)`` on ml-100k).
+ratings >= 4 only (how Mult-VAE binarises MovieLens; the held-out slice is drawn from those).
+In cornac's ranking protocol the training items rated below the threshold are not masked, so
+this matters there (``benchmarks/README.md``).
 
 Example::
 
@@ -38,7 +51,7 @@ from cornac.models.recommender import MEASURE_DOT, ANNMixin, Recommender
 
 from .config import resolve_config
 from .data.interactions import Interactions
-from .data.split import Split
+from .data.split import Split, fixed
 from .models import GCF_MODELS, MODELS, build_model
 from .trainer import Trainer
 
@@ -47,11 +60,20 @@ TRAIN_KEYS = ("epochs", "batch_size", "learning_rate", "weight_decay", "seed", "
               "stopping_step", "valid_metric", "rating_threshold")
 
 
+def _plain(value):
+    """numpy scalars (what cornac's ``RandomSearch`` samples) as Python values, so the config's
+    type check accepts ``np.int64(20)`` for ``epochs``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 class GCFRecommender(Recommender):
-    """Base of the generated wrappers; ``model_key`` names the registry entry."""
+    """Base of the generated wrappers; ``model_key`` names the registry entry, ``param_names``
+    the keys the constructor takes and ``wrapper_defaults`` those of the wrapper only (not
+    config keys of the CLI)."""
 
     model_key: str = ""
     param_names: tuple = ()
+    wrapper_defaults: dict = {"holdout_valid": 0.1}
 
     def __init__(self, name=None, trainable=True, verbose=False, score_batch_size=1024, **params):
         super().__init__(name=name or f"gcf-{MODELS[self.model_key].__name__}", trainable=trainable,
@@ -60,12 +82,34 @@ class GCFRecommender(Recommender):
         if unknown:
             raise ValueError(f"{type(self).__name__}: unknown parameter(s) {sorted(unknown)}; "
                              f"valid: {', '.join(self.param_names)}")
-        defaults = resolve_config(self.model_key)[0]
+        defaults = {**self.config_defaults(), **self.wrapper_defaults}
         for key in self.param_names:
-            setattr(self, key, params.get(key, defaults[key]))
+            setattr(self, key, _plain(params.get(key, defaults[key])))
+        self._check_params()
         self.score_batch_size = score_batch_size
         self.model = None
         self._block = (None, None)  # (first user of the cached block, scores [B, I])
+
+    @classmethod
+    def resolve(cls, key: str, overrides=()) -> tuple[dict, dict]:
+        """``(config, model keys)`` of model ``key`` as the CLI resolves them."""
+        return resolve_config(key, overrides)
+
+    @classmethod
+    def config_defaults(cls) -> dict:
+        return cls.resolve(cls.model_key)[0]
+
+    def _check_params(self) -> None:
+        """Refuse a bad value when the wrapper is made, naming the key (not later inside fit)."""
+        self._config()  # types against the CLI's defaults
+        if not 0 <= float(self.holdout_valid) < 1:
+            raise ValueError(f"{type(self).__name__}: holdout_valid must be in [0, 1), got {self.holdout_valid!r}")
+
+    def _config(self) -> tuple[dict, dict]:
+        """The run config and model keys from this wrapper's parameters (type-checked)."""
+        overrides = {k: getattr(self, k) for k in self.param_names if k not in self.wrapper_defaults}
+        overrides["progress"] = bool(self.verbose)
+        return self.resolve(self.model_key, overrides)
 
     # ------------------------------------------------------------ training
     def fit(self, train_set, val_set=None):
@@ -73,11 +117,10 @@ class GCFRecommender(Recommender):
         if not self.trainable:
             return self
         split = _split_from_cornac(train_set, val_set, self.rating_threshold)
-        overrides = {k: getattr(self, k) for k in self.param_names}
-        overrides["progress"] = bool(self.verbose)
-        if val_set is None:  # no validation: train the given number of epochs
-            overrides["eval_step"] = 10 ** 9
-        cfg, kwargs = resolve_config(self.model_key, overrides)
+        cfg, kwargs = self._config()
+        if val_set is None and float(self.holdout_valid) > 0 and MODELS[self.model_key].batch_kind is not None:
+            split = holdout_split(split, float(self.holdout_valid), int(cfg["seed"]))
+        # without validation interactions the trainer trains exactly `epochs` epochs
         self.model = build_model(self.model_key, kwargs, split, int(cfg["seed"]))
         self.trainer_metrics = Trainer(self.model, split, cfg).fit()
         self.model.eval()
@@ -126,6 +169,15 @@ class DotProductANN(ANNMixin):
         return self.model.latents()[1].cpu().numpy()
 
 
+def holdout_split(split: Split, ratio: float, seed: int) -> Split:
+    """``split`` with ``floor(ratio x n)`` random training interactions of each user (``n`` of
+    them; at least one stays in training) moved to validation, drawn from ``seed``: the rule
+    of the CLI's ``split=fixed valid_ratio`` (:func:`gcf.data.split.fixed`)."""
+    out = fixed(split.train, split.test, valid_ratio=ratio, seed=seed)
+    out.method = f"cornac train_set, holdout_valid={ratio} seed={seed}"
+    return out
+
+
 def _split_from_cornac(train_set, val_set, rating_threshold=None) -> Split:
     """cornac's sets as a :class:`Split` over cornac's own user/item indices; with
     ``rating_threshold`` only ratings >= it are training (and validation) interactions, as
@@ -141,26 +193,32 @@ def _split_from_cornac(train_set, val_set, rating_threshold=None) -> Split:
         keep = (u < n_users) & (i < n_items)  # cornac's global maps may hold unseen ids
         return Interactions(u[keep], i[keep], user_ids, item_ids, ratings=np.asarray(r)[keep], source=source)
 
-    train = part(train_set, "cornac train_set").implicit(rating_threshold)
+    train = part(train_set, "cornac train_set").implicit(rating_threshold).dedup()
     valid = part(val_set, "cornac val_set")
     if val_set is not None:
-        valid = valid.implicit(rating_threshold)
+        valid = valid.implicit(rating_threshold).dedup()
+        in_train = np.isin(valid.users * n_items + valid.items, train.users * n_items + train.items)
+        valid = valid.subset(~in_train)  # a pair cornac repeats in both sets is a training pair
     if len(train) == 0:
         raise ValueError(f"cornac train_set has no rating >= rating_threshold={rating_threshold}")
     return Split(train, valid, part(None, "cornac (no test)"), "cornac")
 
 
-def _make_wrapper(key: str, model_cls) -> type:
-    defaults, model_keys = resolve_config(key)  # the keys of configs/model/<key>.yaml, as the CLI
-    params = tuple(model_keys) + TRAIN_KEYS
-    bases = (GCFRecommender, DotProductANN) if getattr(model_cls, "score_is_dot", False) else (GCFRecommender,)
-    cls = type(model_cls.__name__, bases, {"model_key": key, "param_names": params,
-                                           "__doc__": f"cornac wrapper of :class:`{model_cls.__module__}."
-                                                      f"{model_cls.__name__}`.\n\n{model_cls.__doc__ or ''}",
-                                           "__module__": __name__})
+def make_wrapper(key: str, model_cls, base: type, train_keys: tuple, extra_bases: tuple = (),
+                 module: str = __name__) -> type:
+    """A cornac class named like ``model_cls`` for registry entry ``key``: ``base`` (a
+    :class:`GCFRecommender`) with the model's keys of ``configs/model/<key>.yaml``, ``train_keys``
+    and ``base.wrapper_defaults`` as keyword parameters with the CLI's defaults."""
+    defaults, model_keys = base.resolve(key)  # the keys of configs/model/<key>.yaml, as the CLI
+    defaults = {**defaults, **base.wrapper_defaults}
+    params = tuple(model_keys) + tuple(train_keys) + tuple(base.wrapper_defaults)
+    cls = type(model_cls.__name__, (base, *extra_bases),
+               {"model_key": key, "param_names": params, "__module__": module,
+                "__doc__": f"cornac wrapper of :class:`{model_cls.__module__}.{model_cls.__name__}`.\n\n"
+                           f"{model_cls.__doc__ or ''}"})
 
     def __init__(self, name=None, trainable=True, verbose=False, score_batch_size=1024, **kw):
-        GCFRecommender.__init__(self, name, trainable, verbose, score_batch_size, **kw)
+        base.__init__(self, name, trainable, verbose, score_batch_size, **kw)
 
     # an explicit signature, so cornac's clone()/GridSearch find every parameter by introspection
     P = inspect.Parameter
@@ -173,6 +231,8 @@ def _make_wrapper(key: str, model_cls) -> type:
     return cls
 
 
-WRAPPERS = {key: _make_wrapper(key, MODELS[key]) for key in GCF_MODELS}
+WRAPPERS = {key: make_wrapper(key, MODELS[key], GCFRecommender, TRAIN_KEYS,
+                              (DotProductANN,) if getattr(MODELS[key], "score_is_dot", False) else ())
+            for key in GCF_MODELS}
 globals().update({w.__name__: w for w in WRAPPERS.values()})
-__all__ = ["GCFRecommender", "WRAPPERS", *[w.__name__ for w in WRAPPERS.values()]]
+__all__ = ["GCFRecommender", "WRAPPERS", "make_wrapper", "holdout_split", *[w.__name__ for w in WRAPPERS.values()]]

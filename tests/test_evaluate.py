@@ -200,6 +200,20 @@ def test_sampled_seeded_and_between_full_and_trivial(few_users):
     assert a["hit@10[uni100]"] > full["hit@10"]
 
 
+@pytest.mark.parametrize("sampled", ["uni100", "pop100"])
+@pytest.mark.parametrize("part", ["valid", "test"])
+def test_sampled_metrics_do_not_depend_on_the_batch_size(few_users, sampled, part):
+    """Each user draws negatives from its own stream: with scores that differ per user (random
+    here; Pop could not tell), any batch size gives every user the same negatives."""
+    split = few_users
+    scores = torch.from_numpy(np.random.default_rng(0).random((split.n_users, split.n_items)))
+    model = FixedScores(TrainData.from_split(split), scores)
+    ref = evaluate(model, split, part, ks=(5, 10), sampled=sampled, batch_size=4096, seed=3)
+    for bs in (1, 7, 40):
+        out = evaluate(model, split, part, ks=(5, 10), sampled=sampled, batch_size=bs, seed=3)
+        assert out == pytest.approx(ref, rel=1e-12, abs=1e-12), bs
+
+
 @pytest.mark.parametrize("spec", ["uni", "foo100", "uni-5", "100", "UNI100"])
 def test_bad_sampled_spec(tiny, spec):
     split, model = tiny

@@ -59,7 +59,7 @@ def test_beats_pop(name, split, pop_test):
     epochs, batch_size, lr = BUDGETS[name]
     kwargs, train = model_yaml(name)
     torch.manual_seed(0)
-    model = get_model_class(name)(TrainData.from_split(split), **kwargs)
+    model = get_model_class(name).from_config(TrainData.from_split(split), **kwargs)
     cfg = _cfg(**{**train, "epochs": epochs, "batch_size": batch_size, "learning_rate": lr,
                   "eval_step": epochs, "stopping_step": 10})  # validate once, at the end
     test = Trainer(model, split, cfg).fit()["test"]
@@ -150,7 +150,7 @@ def test_configs_build_registered_models(data):
     for name, cls in (("vaecf", VAECF), ("bivae", BiVAE), ("diffrec", DiffRec), ("ldiffrec", LDiffRec)):
         kwargs, _ = model_yaml(name)
         assert get_model_class(name) is cls
-        assert isinstance(cls(data, **kwargs), cls)
+        assert isinstance(cls.from_config(data, **kwargs), cls)
 
 
 def test_kmeans_finds_separated_clusters():

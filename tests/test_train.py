@@ -113,12 +113,11 @@ def test_resume_after_kill_matches_uninterrupted(model, tmp_path, monkeypatch):
     full = run(model, [f"out_dir={tmp_path / 'full'}", *args], quiet=True)
 
     from gcf.data.prepare import load_split
-    from gcf.models import TrainData
+    from gcf.models import TrainData, build_model
 
     cfg, kwargs = resolve_config(model, args)
-    split = load_split(cfg)
-    per_epoch = len(MODELS[model](TrainData.from_split(split), **kwargs).batches(
-        TrainData.from_split(split), int(cfg["batch_size"])))
+    data = TrainData.from_split(load_split(cfg))
+    per_epoch = len(build_model(model, kwargs, data, 0).batches(data, int(cfg["batch_size"])))
     calls = {"n": 0}
     original = MODELS[model].loss
 

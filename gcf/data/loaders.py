@@ -13,9 +13,13 @@ Formats:
 - :func:`load_table` -- any CSV/TSV/Parquet with a column mapping.
 
 Parsing is vectorised (numpy on the raw bytes, pandas for the columns). Every file is
-validated first, and a malformed line raises ``ValueError`` naming the file, the 1-based
-line number and what was expected, e.g.
-``ml-100k.inter line 5: expected 4 tab-separated fields, got 3``.
+validated first, and a malformed file raises :class:`DataFormatError` (a ``ValueError``)
+naming the file and where in it the problem is -- the 1-based line (``row`` for Parquet),
+the column or the pickle key -- and what was expected, e.g.
+``ml-100k.inter line 5: expected 4 tab-separated fields, got 3``. Nothing is skipped
+silently except blank lines. Text is read as UTF-8 (a leading byte-order mark is dropped),
+falling back to Latin-1; lines end with ``\\n`` or ``\\r\\n``. Ids must be non-empty and
+free of surrounding spaces; ratings and timestamps must be finite numbers.
 
 Raw ids are remapped to dense ids with the rule of :meth:`Interactions.from_raw` (sorted
 raw ids, numeric order when all are numbers); :func:`_interactions` does the same with
@@ -23,14 +27,17 @@ raw ids, numeric order when all are numbers); :func:`_interactions` does the sam
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import importlib.util
 import io
+import itertools
 import os
 import pickle
 import shutil
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,22 +50,36 @@ from .interactions import Interactions, _sorted_ids
 __all__ = [
     "load_atomic", "load_movielens", "download_movielens", "load_lightgcn_txt", "load_pairs_txt",
     "load_sequence_pairs", "load_sequence_lines", "load_diffurec_pickle", "load_table",
-    "MOVIELENS_URL",
+    "DataFormatError", "MOVIELENS_URL",
 ]
 
-# ASCII whitespace, as ``bytes.split()`` understands it
+
+class DataFormatError(ValueError):
+    """A data file that does not follow its format.
+
+    The message names the file and where in it the problem is (line, Parquet row, column or
+    pickle key), e.g. ``ml-100k.inter line 5: expected 4 tab-separated fields, got 3``.
+    """
+
+
+# ASCII whitespace, as ``bytes.split()`` understands it (the ``uid iid iid ...`` formats)
 _WS = np.zeros(256, dtype=bool)
 _WS[[9, 10, 11, 12, 13, 32]] = True
 _DIGIT_OR_WS = _WS.copy()
 _DIGIT_OR_WS[ord("0"):ord("9") + 1] = True
+# what pandas' C parser treats as blank space between fields: space and tab (and the CR of CRLF)
+_BLANK = np.zeros(256, dtype=bool)
+_BLANK[[9, 13, 32]] = True
+_INT64_MAX = np.iinfo(np.int64).max
 
 
 # =========================================================================== raw text
 def _read_bytes(path) -> bytes:
+    """The bytes of a text file, without a leading UTF-8 byte-order mark."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    return path.read_bytes()
+    return path.read_bytes().removeprefix(codecs.BOM_UTF8)
 
 
 def _decode(raw: bytes) -> str:
@@ -94,33 +115,64 @@ class _Lines:
         """0-based line index of byte ``positions``."""
         return np.searchsorted(self.ends, positions)
 
-    def token_starts(self) -> np.ndarray:
-        """Byte positions where a whitespace-separated token begins."""
-        ws = _WS[self.buf]
-        prev_ws = np.concatenate([[True], ws[:-1]])
-        return np.flatnonzero(~ws & prev_ws)
+    def token_starts(self, space: np.ndarray = _WS) -> np.ndarray:
+        """Byte positions where a token begins; ``space`` flags the separating bytes."""
+        ws = space[self.buf]
+        prev_ws = np.concatenate([[True], ws[:-1] | (self.buf[:-1] == 10)])
+        return np.flatnonzero(~ws & (self.buf != 10) & prev_ws)
 
     def field_counts(self, sep: str | None) -> np.ndarray:
-        """Fields per line (0 for blank lines); ``sep=None`` splits on whitespace runs."""
+        """Fields per line as pandas splits them (0 for blank lines); ``sep=None`` splits on
+        runs of spaces and tabs."""
         if sep is None:
-            return np.bincount(self.line_of(self.token_starts()), minlength=self.n_lines)
+            return np.bincount(self.line_of(self.token_starts(_BLANK)), minlength=self.n_lines)
         is_sep = self.buf == ord(sep)
         counts = np.bincount(self.line_of(np.flatnonzero(is_sep)), minlength=self.n_lines) + 1
-        # like pandas: a line of whitespace other than the separator is blank
-        filled = np.bincount(self.line_of(np.flatnonzero(is_sep | ~_WS[self.buf])), minlength=self.n_lines)
+        # like pandas: a line of spaces and tabs (other than the separator) is blank
+        filled = np.bincount(self.line_of(np.flatnonzero(is_sep | ~_BLANK[self.buf] & (self.buf != 10))),
+                             minlength=self.n_lines)
         counts[filled == 0] = 0
         return counts
 
+    def check_line_ends(self, path) -> None:
+        """A carriage return must end its line (CRLF): pandas would split the line there."""
+        cr = np.flatnonzero(self.buf[:-1] == 13)
+        stray = cr[self.buf[cr + 1] != 10]
+        if len(stray):
+            line = int(self.line_of(stray[:1])[0]) + 1
+            raise DataFormatError(f"{path} line {line}: carriage return (\\r) inside the line; "
+                                  "lines must end with \\n or \\r\\n")
 
-def _csv_field_counts(text: str, sep: str) -> tuple[np.ndarray, np.ndarray]:
-    """Fields per record and each record's first line, honouring CSV quotes."""
-    counts, lines, prev_end = [], [], 0
-    reader = csv.reader(io.StringIO(text), delimiter=sep)
-    for rec in reader:
-        counts.append(len(rec) if any(f.strip() for f in rec) or len(rec) > 1 else 0)
-        lines.append(prev_end + 1)
-        prev_end = reader.line_num
-    return np.asarray(counts, dtype=np.int64), np.asarray(lines, dtype=np.int64)
+
+def _token_at(raw: bytes, pos: int) -> str:
+    """The whitespace-separated token around byte ``pos`` (for error messages)."""
+    start, end = pos, pos
+    while start > 0 and not _WS[raw[start - 1]]:
+        start -= 1
+    while end < len(raw) and not _WS[raw[end]]:
+        end += 1
+    return _decode(raw[start:end])
+
+
+def _csv_records(path, text: str, sep: str) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+    """Records of a CSV text with double quotes (a field may hold the separator or a line
+    break): ``(records, fields per record (0 if blank), first line of each record)``."""
+    records, counts, lines, prev_end = [], [], [], 0
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    try:
+        for rec in reader:
+            records.append(rec)
+            counts.append(len(rec) if len(rec) > 1 or (rec and rec[0].strip(" \t")) else 0)
+            lines.append(prev_end + 1)
+            prev_end = reader.line_num
+    except csv.Error as e:
+        raise DataFormatError(f"{path} line {reader.line_num}: {e}") from None
+    return records, np.asarray(counts, dtype=np.int64), np.asarray(lines, dtype=np.int64)
+
+
+def _shown(value):
+    """A cell value for a message: numpy scalars as plain Python values."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _sep_name(sep: str | None) -> str:
@@ -136,93 +188,159 @@ class _Table:
     lines: np.ndarray  # 1-based line number of each row of ``df``
     path: str
 
+    def where(self, row: int) -> str:
+        """``'<path> line N'`` for row ``row`` of ``df``."""
+        return f"{self.path} line {self.lines[row]}"
+
     def column(self, name) -> np.ndarray:
         return self.df[name].to_numpy()
 
+    def _id_values(self, name, label: str) -> np.ndarray:
+        return self.df[name].to_numpy(dtype=object)
+
     def ids(self, name, label: str | None = None) -> np.ndarray:
-        """Column ``name`` as raw ids (strings); an empty id names its line."""
-        values = self.column(name)
-        empty = np.flatnonzero(values == "") if values.dtype == object else []
-        if len(empty):
-            raise ValueError(f"{self.path} line {self.lines[empty[0]]}: empty {label or name!r} id")
+        """Column ``name`` as raw ids (strings, or integers from a typed column). An id that
+        is empty, has spaces or tabs around it or holds a NUL character names its line."""
+        label = label or name
+        values = self._id_values(name, label)
+        if values.dtype != object:
+            return values
+        bad = {v for v in pd.unique(values) if v == "" or v.strip(" \t") != v or "\x00" in v}
+        if bad:
+            row = np.flatnonzero(pd.Series(values).isin(bad).to_numpy())[0]
+            value = values[row]
+            if value == "":
+                raise DataFormatError(f"{self.where(row)}: empty {label!r} id")
+            problem = "holds a NUL character" if "\x00" in value else "has spaces around it"
+            raise DataFormatError(f"{self.where(row)}: {label!r} id {value!r} {problem}")
         return values
 
-    def numeric(self, name, label: str | None = None) -> np.ndarray:
-        """Column ``name`` as float64; a value that is not a number names its line."""
+    def keys(self, name, label: str | None = None) -> np.ndarray:
+        """Column ``name`` as ids that must be unique (the key of a side file)."""
+        keys = self.ids(name, label)
+        repeated = np.flatnonzero(pd.Series(keys).duplicated().to_numpy())
+        if len(repeated):
+            row = repeated[0]
+            first = np.flatnonzero(keys == keys[row])[0]
+            raise DataFormatError(f"{self.where(row)}: {label or name!r} id {keys[row]!r} is listed twice "
+                                  f"(first at {self.where(first)})")
+        return keys
+
+    def numeric(self, name, label: str | None = None, float32: bool = False) -> np.ndarray:
+        """Column ``name`` as float64; a value that is not a finite number (within float32
+        range with ``float32``) names its line."""
         values = pd.to_numeric(self.df[name], errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.flatnonzero(np.isnan(values))
+        with np.errstate(over="ignore"):
+            ok = np.isfinite(values.astype(np.float32) if float32 else values)
+        bad = np.flatnonzero(~ok)
         if len(bad):
             row = bad[0]
-            raise ValueError(f"{self.path} line {self.lines[row]}: expected a number in column "
-                             f"{label or name!r}, got {self.df[name].iloc[row]!r}")
+            hint = " (too large for float32)" if float32 and np.isfinite(values[row]) else ""
+            raise DataFormatError(f"{self.where(row)}: expected a number in column {label or name!r}, "
+                                  f"got {_shown(self.df[name].iloc[row])!r}{hint}")
         return values
+
+    def integers(self, name, label: str | None = None) -> np.ndarray:
+        """Column ``name`` as int64; a value that is not a whole number names its line."""
+        values = self.numeric(name, label)
+        bad = np.flatnonzero((values != np.round(values)) | (np.abs(values) > 2 ** 53))
+        if len(bad):
+            raise DataFormatError(f"{self.where(bad[0])}: expected a whole number in column "
+                                  f"{label or name!r}, got {_shown(self.df[name].iloc[bad[0]])!r}")
+        return values.astype(np.int64)
 
     def require(self, names) -> None:
         missing = [n for n in names if n not in self.df.columns]
         if missing:
-            raise ValueError(f"{self.path}: missing required column {missing[0]!r}; "
-                             f"columns present: {', '.join(map(str, self.df.columns))}")
+            raise DataFormatError(f"{self.path}: missing required column {missing[0]!r}; "
+                                  f"columns present: {', '.join(map(str, self.df.columns))}")
 
 
 def _read_delimited(path, sep: str | None, n_fields: int | None = None, header: bool = False,
                     quoted: bool = False, min_fields: int = 1) -> _Table:
     """Read a delimited text file as strings, after checking every line's field count.
 
-    ``sep=None`` splits on runs of whitespace; ``'::'`` (GroupLens ``.dat``) is accepted.
+    ``sep=None`` splits on runs of spaces and tabs; ``'::'`` (GroupLens ``.dat``) is accepted.
     ``n_fields=None`` takes the count of the first non-blank line. Blank lines are skipped.
-    ``quoted`` enables CSV double quotes (a field may then hold the separator).
+    ``quoted`` enables CSV double quotes (a field may then hold the separator). With
+    ``header``, the first non-blank line names the columns (stripped of spaces).
     """
     if sep is not None and sep != "::" and len(sep) != 1:
         raise ValueError(f"{path}: sep must be one character, '::' or None (whitespace), got {sep!r}")
     raw = _read_bytes(path)
+    lines = _Lines(raw)
+    lines.check_line_ends(path)
     if sep == "::":
+        tabs = np.flatnonzero(lines.buf == 9)
+        if len(tabs):
+            raise DataFormatError(f"{path} line {int(lines.line_of(tabs[:1])[0]) + 1}: "
+                                  "a tab in a '::'-separated file")
         raw = raw.replace(b"::", b"\t")
+        lines = _Lines(raw)
         sep_used = "\t"
     else:
         sep_used = sep
     text = _decode(raw)
-    quoted = quoted and b'"' in raw
-    if quoted:
-        counts, line_no = _csv_field_counts(text, sep_used)
+    records = None
+    if quoted and b'"' in raw:
+        records, counts, line_no = _csv_records(path, text, sep_used)
     else:
-        counts = _Lines(raw).field_counts(sep_used)
+        counts = lines.field_counts(sep_used)
         line_no = np.arange(1, len(counts) + 1)
-    records = np.flatnonzero(counts > 0)
-    if len(records) == 0:
-        raise ValueError(f"{path}: the file is empty")
-    expected = counts[records[0]] if n_fields is None else n_fields
+    filled = np.flatnonzero(counts > 0)
+    if len(filled) == 0:
+        raise DataFormatError(f"{path}: the file is empty")
+    expected = counts[filled[0]] if n_fields is None else n_fields
     if expected < min_fields:
-        raise ValueError(f"{path} line {line_no[records[0]]}: expected at least {min_fields} "
-                         f"{_sep_name(sep)}-separated fields, got {expected}")
-    bad = records[counts[records] != expected]
+        raise DataFormatError(f"{path} line {line_no[filled[0]]}: expected at least {min_fields} "
+                              f"{_sep_name(sep)}-separated fields, got {expected}")
+    bad = filled[counts[filled] != expected]
     if len(bad):
-        raise ValueError(f"{path} line {line_no[bad[0]]}: expected {expected} {_sep_name(sep)}-separated "
-                         f"fields, got {counts[bad[0]]}: {_line_text(raw, line_no[bad[0]])!r}")
-    df = _parse_csv(path, text, sep_used, header, quoted)
-    rows = line_no[records[1:] if header else records]
-    if len(df) != len(rows):  # only on exotic input (quotes in an unquoted format ...)
-        raise ValueError(f"{path}: could not parse the file consistently "
-                         f"({len(df)} rows read, {len(rows)} non-blank lines)")
+        raise DataFormatError(f"{path} line {line_no[bad[0]]}: expected {expected} {_sep_name(sep)}-separated "
+                              f"fields, got {counts[bad[0]]}: {_line_text(raw, line_no[bad[0]])!r}")
+    if records is None:
+        df = _parse_csv(path, text, sep_used)
+    else:
+        df = pd.DataFrame([records[k] for k in filled], dtype=object)
+    rows = line_no[filled]
+    if df.shape != (len(rows), expected):  # cannot happen after the checks above; guard anyway
+        raise DataFormatError(f"{path} line {rows[0]}: could not parse the file consistently "
+                              f"({df.shape[0]} rows of {df.shape[1]} fields read, {len(rows)} non-blank lines "
+                              f"of {expected} fields)")
+    if header:
+        df, rows = _take_header(df, rows, path)
     return _Table(df, rows, str(path))
 
 
-def _parse_csv(path, text: str, sep: str | None, header: bool, quoted: bool) -> pd.DataFrame:
-    """Columns as strings; the field counts were checked by :func:`_read_delimited`."""
+def _parse_csv(path, text: str, sep: str | None) -> pd.DataFrame:
+    """Columns as strings, no header; the field counts were checked by :func:`_read_delimited`."""
     try:
-        df = pd.read_csv(io.StringIO(text), engine="c", sep=r"\s+" if sep is None else sep,
-                         header=0 if header else None, dtype=str, keep_default_na=False, na_filter=False,
-                         skip_blank_lines=True, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
-    except (pd.errors.ParserError, ValueError) as e:
-        raise ValueError(f"{path}: {e}") from None
-    if header:
-        df.columns = [str(c).strip() for c in df.columns]
-    return df
+        return pd.read_csv(io.StringIO(text), engine="c", sep=r"\s+" if sep is None else sep, header=None,
+                           dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=True,
+                           quoting=csv.QUOTE_NONE)
+    except (pd.errors.ParserError, ValueError) as e:  # cannot happen after the checks; guard anyway
+        raise DataFormatError(f"{path}: {e}") from None
 
 
+def _take_header(df: pd.DataFrame, rows: np.ndarray, path) -> tuple[pd.DataFrame, np.ndarray]:
+    """The first row as column names: distinct after stripping spaces, and not repeated as a
+    data row (two files concatenated)."""
+    raw_names = df.iloc[0].tolist()
+    names = [str(c).strip() for c in raw_names]
+    for k, name in enumerate(names):
+        if name in names[:k]:
+            raise DataFormatError(f"{path} line {rows[0]}: duplicate column {name!r} in the header")
+    body = df.iloc[1:]
+    repeated = np.flatnonzero((body.to_numpy(dtype=object) == np.array(raw_names, dtype=object)).all(axis=1))
+    if len(repeated):
+        raise DataFormatError(f"{path} line {rows[1 + repeated[0]]}: the header line repeated as data")
+    body = body.reset_index(drop=True)
+    body.columns = names
+    return body, rows[1:]
 # ================================================================== building Interactions
 def _encode(raw, id_space: np.ndarray | None = None, what: str = "user", source: str = ""):
     """Dense codes of a raw id column and the id space (``Interactions.from_raw``'s order)."""
-    codes, uniques = pd.factorize(np.asarray(raw))
+    codes, uniques = pd.factorize(np.asarray(raw), use_na_sentinel=False)  # None/NaN ids stay ids
     uniques = np.asarray(uniques).astype(str)
     if id_space is None:
         id_space = _sorted_ids(uniques)
@@ -231,7 +349,7 @@ def _encode(raw, id_space: np.ndarray | None = None, what: str = "user", source:
     found = order[pos] if len(id_space) else np.zeros(len(uniques), dtype=np.int64)
     bad = id_space[found] != uniques if len(id_space) else np.ones(len(uniques), dtype=bool)
     if bad.any():
-        raise ValueError(f"{source}: unknown {what} id {uniques[bad][0]!r} (not in the id map)")
+        raise DataFormatError(f"{source}: unknown {what} id {uniques[bad][0]!r} (not in the id map)")
     return found.astype(np.int64)[codes], id_space
 
 
@@ -277,14 +395,17 @@ _ATOMIC_TYPES = ("token", "float", "token_seq", "float_seq")
 
 
 def _atomic_header(path) -> list[tuple[str, str]]:
+    """``(name, type)`` of each field of the header (line 1); names must be distinct."""
     with open(path, "rb") as f:
-        first = _decode(f.readline()).rstrip("\r\n")
+        first = _decode(f.readline().removeprefix(codecs.BOM_UTF8)).rstrip("\r\n")
     fields = []
     for col in first.split("\t"):
         name, _, typ = col.strip().partition(":")
         if not name or typ not in _ATOMIC_TYPES:
-            raise ValueError(f"{path} line 1: expected a header of tab-separated 'name:type' fields with type "
-                             f"in {', '.join(_ATOMIC_TYPES)}, got {col!r}")
+            raise DataFormatError(f"{path} line 1: expected a header of tab-separated 'name:type' fields with "
+                                  f"type in {', '.join(_ATOMIC_TYPES)}, got {col!r}")
+        if name in dict(fields):
+            raise DataFormatError(f"{path} line 1: duplicate column {name!r} in the header")
         fields.append((name, typ))
     return fields
 
@@ -308,17 +429,21 @@ def _atomic_values(table: _Table, name: str, typ: str):
 
 
 def _floats(tokens: list[str], table: _Table, name: str, row: int) -> list[float]:
+    """Finite numbers, or an error naming the line."""
     try:
-        return [float(x) for x in tokens]
+        values = [float(x) for x in tokens]
     except ValueError:
-        raise ValueError(f"{table.path} line {table.lines[row]}: expected numbers separated by spaces "
-                         f"in column {name!r}, got {' '.join(tokens)!r}") from None
+        values = [np.nan]
+    if not np.isfinite(values).all():
+        raise DataFormatError(f"{table.where(row)}: expected numbers separated by spaces "
+                              f"in column {name!r}, got {' '.join(tokens)!r}")
+    return values
 
 
 def _atomic_features(path, key: str, ids: np.ndarray) -> dict:
     table, types = _read_atomic(path)
     table.require([key])
-    keys = table.column(key)
+    keys = table.keys(key)
     out = {}
     for name, typ in types.items():
         if name == key:
@@ -348,7 +473,8 @@ def load_atomic(prefix) -> Interactions:
     ``user_id`` and ``item_id`` are required; ``rating`` and ``timestamp`` are used when present.
     Side-file columns become ``item_features``/``user_features`` aligned with the dense ids:
     token -> list of str, float -> float64 array (NaN where absent), *_seq -> list of lists
-    (token_seq split on spaces). Entities absent from a side file get None / [] / NaN.
+    (token_seq split on spaces). Entities absent from a side file get None / [] / NaN; an
+    entity listed twice in a side file is an error.
     """
     prefix = str(prefix)
     for ext in (".inter", ".item", ".user"):  # accept the .inter path itself
@@ -357,7 +483,7 @@ def load_atomic(prefix) -> Interactions:
     inter_path = Path(prefix + ".inter")
     table, types = _read_atomic(inter_path)
     table.require(["user_id", "item_id"])
-    ratings = table.numeric("rating") if "rating" in types else None
+    ratings = table.numeric("rating", float32=True) if "rating" in types else None
     times = table.numeric("timestamp") if "timestamp" in types else None
     side = {kind: Path(f"{prefix}.{kind}") for kind in ("item", "user")}
     inter = _interactions(table.ids("user_id"), table.ids("item_id"), ratings, times,
@@ -397,7 +523,7 @@ def _movielens_ratings(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
         raise ValueError(f"{path}: not a MovieLens ratings file; expected one of {', '.join(_RATING_FILES)}")
     labels = ("user", "item", "rating", "timestamp")
     return (table.ids(cols[0], labels[0]), table.ids(cols[1], labels[1]),
-            table.numeric(cols[2], labels[2]), table.numeric(cols[3], labels[3]))
+            table.numeric(cols[2], labels[2], float32=True), table.numeric(cols[3], labels[3]))
 
 
 def _movielens_items(folder: Path, ids: np.ndarray) -> tuple[dict, list[Path]]:
@@ -406,17 +532,17 @@ def _movielens_items(folder: Path, ids: np.ndarray) -> tuple[dict, list[Path]]:
     if (folder / "movies.csv").exists():
         t = _read_delimited(folder / "movies.csv", ",", header=True, quoted=True)
         t.require(["movieId", "title", "genres"])
-        keys, titles, genres = t.column("movieId"), t.column("title"), t.column("genres")
+        keys, titles, genres = t.keys("movieId"), t.column("title"), t.column("genres")
         used.append(folder / "movies.csv")
     elif (folder / "movies.dat").exists():
         t = _read_delimited(folder / "movies.dat", "::", n_fields=3)
-        keys, titles, genres = t.column(0), t.column(1), t.column(2)
+        keys, titles, genres = t.keys(0, "movie"), t.column(1), t.column(2)
         used.append(folder / "movies.dat")
     elif (folder / "u.item").exists():
         t = _read_delimited(folder / "u.item", "|", n_fields=24)
         names = _ml100k_genre_names(folder)
         flags = np.stack([t.numeric(5 + g, f"genre flag {g}") for g in range(19)], axis=1) > 0
-        keys, titles = t.column(0), t.column(1)
+        keys, titles = t.keys(0, "movie"), t.column(1)
         genres = ["|".join(np.asarray(names)[f]) for f in flags]
         used.append(folder / "u.item")
     else:
@@ -428,6 +554,7 @@ def _movielens_items(folder: Path, ids: np.ndarray) -> tuple[dict, list[Path]]:
     if (folder / "tags.csv").exists():
         t = _read_delimited(folder / "tags.csv", ",", header=True, quoted=True)
         t.require(["movieId", "tag"])
+        t.ids("movieId")
         grouped = t.df.groupby("movieId", sort=False)["tag"].agg(lambda s: list(dict.fromkeys(s)))
         feats["tags"] = _aligned(ids, grouped.index.to_numpy(), grouped.tolist(), empty_list=True)
         used.append(folder / "tags.csv")
@@ -449,16 +576,18 @@ def _movielens_users(folder: Path, ids: np.ndarray) -> tuple[dict, list[Path]]:
     if (folder / "users.dat").exists():
         path = folder / "users.dat"
         t = _read_delimited(path, "::", n_fields=5)
-        keys, gender, age, occ, zips = (t.column(i) for i in range(5))
-        occ = [_ML1M_OCCUPATIONS[int(o)] if o.isdigit() and int(o) < len(_ML1M_OCCUPATIONS) else o for o in occ]
+        keys, gender, occ, zips = t.keys(0, "user"), t.column(1), t.column(3), t.column(4)
+        ages = t.integers(2, "age")
+        occ = [_ML1M_OCCUPATIONS[int(o)] if o.isascii() and o.isdigit() and int(o) < len(_ML1M_OCCUPATIONS)
+               else o for o in occ]
     elif (folder / "u.user").exists():
         path = folder / "u.user"
         t = _read_delimited(path, "|", n_fields=5)
-        keys, age, gender, occ, zips = (t.column(i) for i in range(5))
+        keys, gender, occ, zips = t.keys(0, "user"), t.column(2), t.column(3), t.column(4)
+        ages = t.integers(1, "age")
     else:
         return {}, []
-    ages = t.numeric(2 if path.name == "users.dat" else 1, "age").astype(np.int64).tolist()
-    return ({"age": _aligned(ids, keys, ages), "gender": _aligned(ids, keys, gender),
+    return ({"age": _aligned(ids, keys, ages.tolist()), "gender": _aligned(ids, keys, gender),
              "occupation": _aligned(ids, keys, occ), "zip_code": _aligned(ids, keys, zips)}, [path])
 
 
@@ -547,34 +676,43 @@ def _safe_extract(zf: zipfile.ZipFile, dest: Path, url: str) -> None:
 
 
 # ============================================================ LightGCN / sequence line files
-def _id_lines(path) -> tuple[np.ndarray, np.ndarray, int]:
-    """Integer tokens of a ``head id id ...`` file, the 0-based line of each, and the line count."""
+def _id_lines(path) -> tuple[np.ndarray, np.ndarray]:
+    """Integer tokens of a ``head id id ...`` file and the 0-based line of each. Tokens are
+    separated by ASCII whitespace; a token that is not a non-negative int64 names its line."""
     raw = _read_bytes(path)
     lines = _Lines(raw)
     bad = np.flatnonzero(~_DIGIT_OR_WS[lines.buf])
     if len(bad):
         line = int(lines.line_of(bad[:1])[0]) + 1
-        token = next(t for t in _line_text(raw, line, None).split() if not t.isdigit())
-        raise ValueError(f"{path} line {line}: expected non-negative integer ids separated by spaces, "
-                         f"got {token!r}")
+        raise DataFormatError(f"{path} line {line}: expected non-negative integer ids separated by spaces, "
+                              f"got {_token_at(raw, int(bad[0]))!r}")
     starts = lines.token_starts()
-    values = np.array(raw.split(), dtype=np.int64) if len(starts) else np.zeros(0, dtype=np.int64)
+    if len(starts) == 0:
+        raise DataFormatError(f"{path}: the file is empty")
+    tokens = raw.split()
+    try:
+        values = np.array(tokens, dtype=np.int64)
+    except OverflowError:
+        k = next(k for k, t in enumerate(tokens) if int(t) > _INT64_MAX)
+        raise DataFormatError(f"{path} line {int(lines.line_of(starts[k:k + 1])[0]) + 1}: id {_decode(tokens[k])!r} "
+                              f"is larger than {_INT64_MAX}") from None
     if len(values) != len(starts):  # cannot happen after the byte check; guard anyway
-        raise ValueError(f"{path}: could not parse the integer tokens consistently")
-    return values, lines.line_of(starts), lines.n_lines
+        raise DataFormatError(f"{path} line 1: could not parse the integer tokens consistently")
+    return values, lines.line_of(starts)
 
 
-def _head_and_rest(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(line_users, pair_users, pair_items, pair_position)`` of a ``uid iid iid ...`` file:
-    the head of every non-blank line, and one (user, item) pair per further token with its
-    position (0, 1, ...) on the line."""
-    values, line_of, _ = _id_lines(path)
-    is_head = np.concatenate([[True], line_of[1:] != line_of[:-1]]) if len(values) else np.zeros(0, bool)
+def _head_and_rest(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(line_users, head_lines, pair_users, pair_items, pair_position)`` of a ``uid iid iid ...``
+    file: the head of every non-blank line and its 1-based line number, and one (user, item)
+    pair per further token with its position (0, 1, ...) on the line."""
+    values, line_of = _id_lines(path)
+    is_head = np.concatenate([[True], line_of[1:] != line_of[:-1]])
     head_idx = np.flatnonzero(is_head)
     owner = np.cumsum(is_head) - 1  # which head each token follows
     rest = ~is_head
     position = np.arange(len(values)) - head_idx[owner] - 1
-    return values[head_idx], values[head_idx][owner[rest]], values[rest], position[rest]
+    heads = values[head_idx]
+    return heads, line_of[head_idx] + 1, heads[owner[rest]], values[rest], position[rest]
 
 
 def load_lightgcn_txt(directory, train_name: str = "train.txt", test_name: str = "test.txt"
@@ -584,8 +722,8 @@ def load_lightgcn_txt(directory, train_name: str = "train.txt", test_name: str =
     ``(train, test)`` over one id space: the union of the ids of both files, numeric order."""
     directory = Path(directory)
     train_path, test_path = directory / train_name, directory / test_name
-    tr_heads, tr_u, tr_i, _ = _head_and_rest(train_path)
-    te_heads, te_u, te_i, _ = _head_and_rest(test_path)
+    tr_heads, _, tr_u, tr_i, _ = _head_and_rest(train_path)
+    te_heads, _, te_u, te_i, _ = _head_and_rest(test_path)
     user_ids = _sorted_ints(tr_heads, te_heads)
     item_ids = _sorted_ints(tr_i, te_i)
     src = _source(train_path, test_path)
@@ -600,8 +738,15 @@ def _sorted_ints(*arrays) -> np.ndarray:
 
 def load_sequence_lines(path) -> Interactions:
     """``user i1 i2 i3 ...`` per line, items in chronological order (S3-Rec's ``Beauty.txt``).
-    ``timestamps`` = position of the item within the user's sequence (0, 1, ...)."""
-    heads, users, items, position = _head_and_rest(path)
+    ``timestamps`` = position of the item within the user's sequence (0, 1, ...); a user with
+    two lines is an error."""
+    heads, head_lines, users, items, position = _head_and_rest(path)
+    repeated = np.flatnonzero(pd.Series(heads).duplicated().to_numpy())
+    if len(repeated):
+        k = repeated[0]
+        first = head_lines[np.flatnonzero(heads == heads[k])[0]]
+        raise DataFormatError(f"{path} line {head_lines[k]}: user {heads[k]} already has a sequence "
+                              f"on line {first}")
     user_ids = _sorted_ints(heads)
     return _interactions(users, items, timestamps=position, source=str(path), user_ids=user_ids)
 
@@ -624,7 +769,7 @@ def load_pairs_txt(train_path, test_path=None, sep: str | None = None
     item_ids = _id_space(*(t.ids(1, "item") for t in tables))
     parts = []
     for k, t in enumerate(tables):
-        weights = t.numeric(2, "weight") if t.df.shape[1] == 3 else None
+        weights = t.numeric(2, "weight", float32=True) if t.df.shape[1] == 3 else None
         src = _source(train_path, test_path) if k == 0 else t.path
         parts.append(_interactions(t.column(0), t.column(1), weights, source=src,
                                    user_ids=user_ids, item_ids=item_ids))
@@ -634,8 +779,8 @@ def load_pairs_txt(train_path, test_path=None, sep: str | None = None
 def _pairs_table(path, sep) -> _Table:
     table = _read_delimited(path, sep, min_fields=2)
     if table.df.shape[1] > 3:
-        raise ValueError(f"{path} line {table.lines[0]}: expected 2 or 3 {_sep_name(sep)}-separated fields "
-                         f"(user item [weight]), got {table.df.shape[1]}")
+        raise DataFormatError(f"{table.where(0)}: expected 2 or 3 {_sep_name(sep)}-separated fields "
+                              f"(user item [weight]), got {table.df.shape[1]}")
     return table
 
 
@@ -647,6 +792,47 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: the file must hold plain data only")
 
 
+def _load_plain_pickle(path: Path):
+    """The object in a pickle of plain data. Read from memory, so that a damaged length field
+    cannot make the unpickler allocate or read beyond the file."""
+    stream = io.BytesIO(_existing(path).read_bytes())
+    try:
+        data = _PlainUnpickler(stream).load()
+    except Exception as e:  # a damaged pickle fails in many ways: EOFError, KeyError, MemoryError, ...
+        raise DataFormatError(f"{path} byte {stream.tell()}: not a pickle of plain data "
+                              f"({type(e).__name__}: {e})") from None
+    if stream.tell() != len(stream.getbuffer()):
+        raise DataFormatError(f"{path} byte {stream.tell()}: unexpected data after the end of the pickle")
+    return data
+
+
+def _is_index(value) -> bool:
+    """A plain int within int64 (bool is not an index)."""
+    return type(value) is int and -_INT64_MAX - 1 <= value <= _INT64_MAX
+
+
+def _all_indices(values: list) -> bool:
+    """Whether every value is an index (fast for long lists: no Python-level loop)."""
+    return set(map(type, values)) <= {int} and (not values or (_is_index(min(values)) and _is_index(max(values))))
+
+
+def _sequences(data: dict, key: str, path) -> dict:
+    """``data[key]``, checked to be a dict int user -> list of int items."""
+    part = data.get(key)
+    if not isinstance(part, dict):
+        raise DataFormatError(f"{path}: key {key!r} must be a dict user -> item list, got {type(part).__name__}")
+    for user, items in part.items():
+        if not _is_index(user):
+            raise DataFormatError(f"{path}: key {key!r}: user {user!r} is not an integer index")
+        if not isinstance(items, list):
+            raise DataFormatError(f"{path}: key {key!r}: user {user}: expected a list of items, "
+                                  f"got {type(items).__name__}")
+    if not _all_indices(list(itertools.chain.from_iterable(part.values()))):
+        user, bad = next((u, i) for u, items in part.items() for i in items if not _is_index(i))
+        raise DataFormatError(f"{path}: key {key!r}: user {user}: item {bad!r} is not an integer index")
+    return part
+
+
 def load_diffurec_pickle(path) -> Interactions:
     """DiffuRec's ``dataset.pkl``: ``{'train': {u: [items]}, 'val': {u: [item]}, 'test': {u: [item]},
     'umap': {raw_user: u}, 'smap': {raw_item: item}}``. Each user's sequence is train + val +
@@ -654,19 +840,20 @@ def load_diffurec_pickle(path) -> Interactions:
     Raw ids are the original ones (via ``umap``/``smap``); ``movies.dat``/``users.dat`` beside
     the file add side features as in :func:`load_movielens`."""
     path = Path(path)
-    with open(_existing(path), "rb") as f:
-        try:
-            data = _PlainUnpickler(f).load()
-        except (pickle.UnpicklingError, EOFError, ValueError) as e:
-            raise ValueError(f"{path}: not a DiffuRec dataset pickle: {e}") from None
-    for key in ("train", "val", "test"):
-        if not isinstance(data, dict) or not isinstance(data.get(key), dict):
-            raise ValueError(f"{path}: missing key {key!r} (a dict user -> item list)")
-    users = sorted(data["train"])
-    seqs = [list(data["train"][u]) + list(data["val"].get(u, [])) + list(data["test"].get(u, [])) for u in users]
+    data = _load_plain_pickle(path)
+    if not isinstance(data, dict):
+        raise DataFormatError(f"{path}: key 'train': expected a dict with keys 'train', 'val', 'test', "
+                              f"got {type(data).__name__}")
+    train, val, test = (_sequences(data, key, path) for key in ("train", "val", "test"))
+    for key, part in (("val", val), ("test", test)):
+        orphans = [u for u in part if u not in train]
+        if orphans:
+            raise DataFormatError(f"{path}: key {key!r}: user {orphans[0]} has no 'train' sequence")
+    users = sorted(train)
+    seqs = [train[u] + val.get(u, []) + test.get(u, []) for u in users]
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     user_col = np.repeat(np.asarray(users, dtype=np.int64), lengths)
-    item_col = np.fromiter((i for s in seqs for i in s), dtype=np.int64, count=int(lengths.sum()))
+    item_col = np.fromiter(itertools.chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum()))
     position = np.arange(len(item_col)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     user_col = _to_raw(user_col, data.get("umap"), path, "umap")
     item_col = _to_raw(item_col, data.get("smap"), path, "smap")
@@ -677,15 +864,30 @@ def load_diffurec_pickle(path) -> Interactions:
     return inter
 
 
-def _to_raw(dense: np.ndarray, raw_to_dense: dict | None, path, key: str) -> np.ndarray:
-    """Map the pickle's indices back to the raw ids with the inverse of ``raw_to_dense``."""
-    if not raw_to_dense:
+def _to_raw(dense: np.ndarray, raw_to_dense, path, key: str) -> np.ndarray:
+    """Map the pickle's indices back to the raw ids with the inverse of ``raw_to_dense``, which
+    must be one-to-one (also once the raw ids are written as text); no map (None or empty)
+    keeps the indices."""
+    if raw_to_dense is None or (isinstance(raw_to_dense, dict) and not raw_to_dense):
         return dense
-    inverse = pd.Series(list(raw_to_dense.keys()), index=list(raw_to_dense.values()))
-    idx = inverse.index.get_indexer(dense)
+    if not isinstance(raw_to_dense, dict):
+        raise DataFormatError(f"{path}: key {key!r} must be a dict raw id -> index, got {type(raw_to_dense).__name__}")
+    for raw, index in raw_to_dense.items():
+        if not _is_index(index):
+            raise DataFormatError(f"{path}: key {key!r}: raw id {raw!r} maps to {index!r}, not an integer index")
+    raw_ids = pd.Series(list(raw_to_dense), dtype=None if _all_indices(list(raw_to_dense)) else object)
+    indices = pd.Index(np.fromiter(raw_to_dense.values(), dtype=np.int64, count=len(raw_to_dense)))
+    text = pd.Index(raw_ids.to_numpy().astype(str))  # as the raw ids will be stored
+    for labels, what in ((indices, "index"), (text, "raw id (as text)")):
+        if not labels.is_unique:
+            raise DataFormatError(f"{path}: key {key!r}: {what} {_shown(labels[labels.duplicated()][0])!r} "
+                                  "appears more than once")
+    if any("\x00" in raw for raw in raw_ids if isinstance(raw, str)):
+        raise DataFormatError(f"{path}: key {key!r}: a raw id holds a NUL character")
+    idx = indices.get_indexer(dense)
     if (idx < 0).any():
-        raise ValueError(f"{path}: index {dense[idx < 0][0]} is missing from {key!r}")
-    return inverse.to_numpy()[idx]
+        raise DataFormatError(f"{path}: key {key!r}: index {dense[idx < 0][0]} is missing")
+    return raw_ids.to_numpy()[idx]
 
 
 def _existing(path: Path) -> Path:
@@ -699,7 +901,8 @@ def load_table(path, user_col: str, item_col: str, rating_col: str | None = None
                time_col: str | None = None, sep: str = ",") -> Interactions:
     """A CSV/TSV/Parquet file with a header, chosen by extension (``.parquet``/``.pq`` via
     pandas, needs pyarrow or fastparquet; ``.tsv``/``.tab`` are tab-separated unless ``sep`` says
-    otherwise). Columns are picked by name; a missing one is an error listing those present."""
+    otherwise). Columns are picked by name; a missing one is an error listing those present.
+    The time column holds numbers, or else date-times (turned into seconds since the epoch)."""
     path = Path(path)
     wanted = [c for c in (user_col, item_col, rating_col, time_col) if c is not None]
     if path.suffix.lower() in (".parquet", ".pq"):
@@ -709,44 +912,70 @@ def load_table(path, user_col: str, item_col: str, rating_col: str | None = None
             sep = "\t"
         table = _read_delimited(path, sep, header=True, quoted=True)
     table.require(wanted)
-    ratings = None if rating_col is None else table.numeric(rating_col)
+    ratings = None if rating_col is None else table.numeric(rating_col, float32=True)
     times = None if time_col is None else _time_column(table, time_col)
     return _interactions(table.ids(user_col), table.ids(item_col), ratings, times, str(path))
 
 
 def _time_column(table: _Table, name: str) -> np.ndarray:
-    """Numbers as they are; date-time strings as seconds since the epoch."""
-    values = pd.to_numeric(table.df[name], errors="coerce")
-    if values.isna().any() and not pd.api.types.is_numeric_dtype(table.df[name]):
+    """Numbers as they are; date-times (a datetime column, or a text column in which no value
+    is a number) as seconds since the epoch. A value that is neither names its line."""
+    col = table.df[name]
+    if not pd.api.types.is_datetime64_any_dtype(col):
+        if pd.api.types.is_numeric_dtype(col) or pd.to_numeric(col, errors="coerce").notna().any() or col.empty:
+            return table.numeric(name)
         try:
-            stamps = pd.to_datetime(table.df[name], errors="raise", utc=True)
-            return (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
-        except (ValueError, TypeError):
-            pass
-    return table.numeric(name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "could not infer format": the values are checked below
+                col = pd.to_datetime(col, errors="raise", utc=True)
+        except (ValueError, TypeError, OverflowError):
+            return table.numeric(name)  # names the first value that is not a number
+    if col.dt.tz is None:
+        col = col.dt.tz_localize("UTC")
+    seconds = (col - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(seconds))
+    if len(bad):
+        raise DataFormatError(f"{table.where(bad[0])}: expected a date-time in column {name!r}, "
+                              f"got {_shown(table.df[name].iloc[bad[0]])!r}")
+    return seconds
 
 
 def _parquet_table(path: Path) -> _Table:
     if not any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet")):
         raise ImportError(f"{path}: reading Parquet needs pyarrow or fastparquet "
                           "(pip install pyarrow)")
-    df = pd.read_parquet(_existing(path))
-    for col in df.columns:
-        if not pd.api.types.is_numeric_dtype(df[col]):
-            df[col] = df[col].astype(str)
+    try:
+        df = pd.read_parquet(_existing(path))
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # the engines raise many types for a damaged file (ArrowInvalid, OSError, ...)
+        raise DataFormatError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
+    repeated = df.columns[df.columns.duplicated()]
+    if len(repeated):
+        raise DataFormatError(f"{path}: duplicate column {repeated[0]!r}")
     return _ParquetTable(df, np.arange(1, len(df) + 1), str(path))
 
 
 class _ParquetTable(_Table):
-    """Rows of a Parquet file are named 'row N' instead of 'line N'."""
+    """Typed Parquet columns; rows are named 'row N' instead of 'line N'."""
 
-    def numeric(self, name, label: str | None = None) -> np.ndarray:
-        values = pd.to_numeric(self.df[name], errors="coerce").to_numpy(dtype=np.float64)
-        bad = np.flatnonzero(np.isnan(values))
-        if len(bad):
-            raise ValueError(f"{self.path} row {bad[0] + 1}: expected a number in column "
-                             f"{label or name!r}, got {self.df[name].iloc[bad[0]]!r}")
-        return values
+    def where(self, row: int) -> str:
+        return f"{self.path} row {row + 1}"
 
-    def column(self, name) -> np.ndarray:
-        return self.df[name].to_numpy()
+    def _id_values(self, name, label: str) -> np.ndarray:
+        """Integer columns as they are (floats must be whole numbers), others as text; a
+        missing value names its row."""
+        col = self.df[name]
+        missing = np.flatnonzero(col.isna().to_numpy())
+        if len(missing):
+            raise DataFormatError(f"{self.where(missing[0])}: missing {label!r} id")
+        if pd.api.types.is_float_dtype(col):
+            values = col.to_numpy(dtype=np.float64)
+            bad = np.flatnonzero((values != np.round(values)) | (np.abs(values) >= 2.0 ** 63))
+            if len(bad):
+                raise DataFormatError(f"{self.where(bad[0])}: expected a whole number as {label!r} id, "
+                                      f"got {_shown(values[bad[0]])!r}")
+            return values.astype(np.int64)
+        if pd.api.types.is_integer_dtype(col):
+            return col.to_numpy()
+        return col.astype(str).to_numpy(dtype=object)

@@ -50,7 +50,7 @@ class Split:
                 u, i = divmod(int(both[0]), n_items)
                 raise ValueError(
                     f"split {self.method}: {len(both)} (user, item) pair(s) are in both {a} and {b}, e.g. user "
-                    f"{self.train.user_ids[u]!r} item {self.train.item_ids[i]!r} ({self.train.source}); "
+                    f"{str(self.train.user_ids[u])!r} item {str(self.train.item_ids[i])!r} ({self.train.source}); "
                     f"de-duplicate the interactions first (Interactions.dedup(), as make_split does)")
 
     @property
