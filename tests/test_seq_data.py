@@ -1,0 +1,127 @@
+"""Sequence batches: order, truncation, no future item in any input, negatives, cloze masks,
+time intervals; and the leave-one-out split the sequence models use."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gcf.data.interactions import Interactions
+from gcf.data.split import leave_one_out
+from gcf.data.train_data import TrainData
+from seq.data import ClozeBatches, NextItemBatches, PrefixBatches, time_intervals
+
+
+@pytest.fixture(scope="module")
+def loo(ml_small):
+    return leave_one_out(ml_small)
+
+
+@pytest.fixture(scope="module")
+def data(loo):
+    return TrainData.from_split(loo)
+
+
+def hand_data():
+    # user 0: 0 1 2 3 4 5 (t = 10..15), user 1: 6 7 (t = 1, 2), user 2: 3 (t = 0)
+    rows = [(0, i, 10 + i) for i in range(6)] + [(1, 6, 1), (1, 7, 2), (2, 3, 0)]
+    rng = np.random.default_rng(0)
+    rows = [rows[i] for i in rng.permutation(len(rows))]  # file order must not matter: time does
+    inter = Interactions(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), np.arange(3).astype(str),
+                         np.arange(8).astype(str), timestamps=np.array([r[2] for r in rows], dtype=np.float64))
+    csr = inter.to_csr()
+    return TrainData(3, 8, csr, interactions=inter)
+
+
+def test_next_item_batches_by_hand():
+    b = next(NextItemBatches(hand_data(), 10, max_len=4, n_negatives=2).epoch(np.random.default_rng(0)))
+    order = np.argsort(b["users"].numpy())
+    items, targets = b["items"].numpy()[order], b["targets"].numpy()[order]
+    assert b["users"].numpy()[order].tolist() == [0, 1]  # user 2 has a single item: nothing to predict
+    # user 0: inputs are 1..4 (items 1-4 as ids + 1: 2..5), targets the next ones
+    assert items[0].tolist() == [2, 3, 4, 5] and targets[0].tolist() == [3, 4, 5, 6]
+    assert items[1].tolist() == [0, 0, 0, 7] and targets[1].tolist() == [0, 0, 0, 8]
+    assert b["times"].numpy()[order][0].tolist() == [11, 12, 13, 14]
+    neg = b["negatives"].numpy()[order]
+    assert neg.shape == (2, 4, 2) and (neg[1, :3] == 0).all()
+    assert not np.isin(neg[0] - 1, np.arange(6)).any()  # never one of the user's training items
+
+
+@pytest.mark.parametrize("builder", ["next", "prefix"])
+def test_no_input_holds_the_target_or_a_later_item(data, builder):
+    """Every input position is strictly earlier in the user's sequence than the target."""
+    seqs = data.sequences
+    if builder == "next":
+        b = NextItemBatches(data, 64, max_len=20)
+    else:
+        b = PrefixBatches(data, 512, max_len=20)
+    pos_of = {}  # (user, item) -> position in the user's sequence (the embedded data has no repeats)
+    for u in range(seqs.n_users):
+        for j, i in enumerate(seqs.of(u)):
+            pos_of[(u, int(i))] = j
+    n_rows = 0
+    for batch in b.epoch(np.random.default_rng(1)):
+        users, items, targets = batch["users"].numpy(), batch["items"].numpy(), batch["targets"].numpy()
+        if targets.ndim == 1:
+            targets = np.broadcast_to(targets[:, None], items.shape)
+            last_only = True
+        else:
+            last_only = False
+        for r in range(len(users)):
+            u = int(users[r])
+            for j in range(items.shape[1]):
+                if items[r, j] == 0:
+                    continue
+                t = int(targets[r, -1] if last_only else targets[r, j]) - 1
+                assert pos_of[(u, int(items[r, j]) - 1)] < pos_of[(u, t)]
+            n_rows += 1
+        if n_rows > 400:
+            break
+    assert n_rows > 0
+
+
+def test_batch_counts_and_coverage(data):
+    seqs = data.sequences
+    nb = NextItemBatches(data, 100, max_len=50)
+    assert len(nb) == sum(1 for _ in nb.epoch(np.random.default_rng(0)))
+    pb = PrefixBatches(data, 4096, max_len=50)
+    batches = list(pb.epoch(np.random.default_rng(0)))
+    assert len(pb) == len(batches)
+    assert sum(len(b["targets"]) for b in batches) == int(np.maximum(seqs.lengths - 1, 0).sum())
+    # every (user, target) transition exactly once
+    pairs = np.concatenate([b["users"].numpy() * (data.n_items + 1) + b["targets"].numpy() for b in batches])
+    assert len(np.unique(pairs)) == len(pairs)
+
+
+def test_prefix_batches_truncate_to_the_last_items():
+    b = next(PrefixBatches(hand_data(), 100, max_len=2).epoch(np.random.default_rng(0)))
+    rows = {(int(u), int(t)): i.tolist() for u, t, i in zip(b["users"], b["targets"], b["items"])}
+    assert rows[(0, 6)] == [4, 5]  # target item 5: the two items before it (3, 4)
+    assert rows[(0, 2)] == [0, 1]
+    assert rows[(1, 8)] == [0, 7]
+    assert len(rows) == 5 + 1
+
+
+def test_cloze_masks(data):
+    cb = ClozeBatches(data, 128, max_len=30, mask_prob=0.2)
+    b = next(cb.epoch(np.random.default_rng(0)))
+    items, labels = b["items"], b["labels"]
+    masked = items == data.n_items + 1
+    assert (masked == (labels > 0)).all() and masked.any(1).all()  # at least one per row
+    assert 0.1 < masked.sum() / (labels.numel() - (items == 0).sum()) < 0.35
+    # unmasked positions keep their item; masked ones hold it in the labels
+    full, _ = data.sequences.padded(b["users"].numpy(), 30)
+    full = torch.from_numpy(full)
+    assert torch.equal(torch.where(masked, labels, items), full)
+    again = next(cb.epoch(np.random.default_rng(0)))
+    assert torch.equal(again["items"], items)
+
+
+def test_time_intervals_personalised_and_clipped():
+    times = torch.tensor([[0, 0, 100, 110, 130], [0, 5, 10, 15, 1000]])
+    pad = torch.tensor([[True, False, False, False, False], [False] * 5])
+    rel = time_intervals(times, pad, time_span=8)
+    # row 0: smallest gap 10 -> intervals in units of 10; the padding row/column is 0
+    assert rel[0, 2, 3] == 1 and rel[0, 2, 4] == 3 and rel[0, 4, 2] == 3 and (rel[0, 0] == 0).all()
+    assert rel[1, 0, 4] == 8  # 1000 / 5 = 200 clipped at 8
+    assert rel.dtype == torch.int64 and (rel == rel.transpose(1, 2)).all()
