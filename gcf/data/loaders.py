@@ -187,6 +187,7 @@ class _Table:
     df: pd.DataFrame
     lines: np.ndarray  # 1-based line number of each row of ``df``
     path: str
+    plain_ids: bool = False  # no field can be empty, padded or hold a NUL (whitespace-separated, no NUL)
 
     def where(self, row: int) -> str:
         """``'<path> line N'`` for row ``row`` of ``df``."""
@@ -203,7 +204,7 @@ class _Table:
         is empty, has spaces or tabs around it or holds a NUL character names its line."""
         label = label or name
         values = self._id_values(name, label)
-        if values.dtype != object:
+        if values.dtype != object or self.plain_ids:
             return values
         bad = {v for v in pd.unique(values) if v == "" or v.strip(" \t") != v or "\x00" in v}
         if bad:
@@ -309,7 +310,7 @@ def _read_delimited(path, sep: str | None, n_fields: int | None = None, header: 
                               f"of {expected} fields)")
     if header:
         df, rows = _take_header(df, rows, path)
-    return _Table(df, rows, str(path))
+    return _Table(df, rows, str(path), plain_ids=sep is None and b"\x00" not in raw)
 
 
 def _parse_csv(path, text: str, sep: str | None) -> pd.DataFrame:
@@ -337,6 +338,8 @@ def _take_header(df: pd.DataFrame, rows: np.ndarray, path) -> tuple[pd.DataFrame
     body = body.reset_index(drop=True)
     body.columns = names
     return body, rows[1:]
+
+
 # ================================================================== building Interactions
 def _encode(raw, id_space: np.ndarray | None = None, what: str = "user", source: str = ""):
     """Dense codes of a raw id column and the id space (``Interactions.from_raw``'s order)."""
