@@ -1,0 +1,176 @@
+"""SASRec (Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018).
+
+A causal transformer over the user's last ``L`` items predicts, at every position, the next
+item (paper Sec. III; official TF code kang205/SASRec):
+
+.. math::
+    x_t = \\sqrt{d}\\, E_{s_t} + P_t, \\qquad
+    F = \\mathrm{LN}(\\mathrm{Block}^{(n)}(x)), \\qquad
+    r_{i,t} = F_t \\cdot E_i
+
+with ``E`` the item table (shared by input and output, Sec. III-E), ``P`` learned positions
+indexed by slot (right-aligned, so the newest item is always in slot ``L - 1``), and blocks of
+causal single-head attention and a ReLU feed-forward of width ``d``. The loss (Eq. 6) is
+binary cross-entropy at every non-padding position with one uniform negative outside the
+user's training items: ``-log s(r+) - log(1 - s(r-))``, averaged over positions.
+
+As in the official TF code (``model.py``, ``modules.py``): embeddings scaled by ``sqrt(d)``;
+dropout on the input, then each block is ``y = LN(x); x = y + Attn(q=y, k=v=x)``,
+``y = LN(x); x = y + FFN(y)`` (``norm="sasrec"`` in :mod:`seq.layers`: the residual comes from
+the normalised input and keys/values are un-normalised); biased Q/K/V projections, no output
+projection; dropout on the attention weights and after each feed-forward layer; LN eps 1e-8;
+a final LN; glorot-uniform initialisation with zero biases and a zero padding row; Adam with
+beta2 = 0.98 (``adam_beta2``, applied through :meth:`param_groups`).
+
+Options beyond the paper: ``loss=ce`` is SASRec+ (Klenitskiy & Vasilev, RecSys 2023, full
+softmax over all items at every position), ``loss=sampled_ce`` a softmax over the target and
+``n_negatives`` negatives shared by the batch (their SASRec+3000 with ``n_negatives=3000``),
+drawn uniformly or by popularity (``negative_sampling``, with the logQ correction);
+``bce`` may use more than one negative (summed). ``norm="pre"``/``"post"`` give the standard
+GPT-2/BERT placements.
+
+Departures from the official code:
+- The timeline mask that zeroes padding positions after every block is not applied: padding
+  keys are masked in attention, so padding positions never reach a real position's output.
+- Padding queries attend to themselves instead of to a uniform row over masked keys (no
+  effect on real positions; avoids empty softmax rows).
+- An epoch is one shuffled pass over the users with >= 2 training items (the TF sampler draws
+  ``#users / batch`` users with replacement), as pmixer/SASRec.pytorch does now.
+- Defaults: ``max_len=50`` (the official default; its ML-1M run uses 200, which costs ~8x per
+  step on CPU: attention is ``O(L^2)``), dropout 0.2 (the official ML-1M value, for dense
+  MovieLens data), ``hidden_size=64`` (paper 50; 64 as RecBole and SASRec+). With ``max_len``
+  L only the last L training items of a user are ever targets, as in the official code.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from gcf.models.registry import register_model
+
+from ..layers import TransformerEncoder, causal_mask
+from ..losses import NEXT_ITEM_LOSSES, SharedNegatives, next_item_loss
+from .base import SeqRecommender
+
+
+def glorot_init(module: nn.Module) -> None:
+    """Glorot-uniform on every weight matrix and embedding, zero biases (TF's defaults), LN
+    untouched; the caller zeroes padding rows."""
+    for name, p in module.named_parameters():
+        if p.dim() >= 2:
+            nn.init.xavier_uniform_(p)
+        elif name.endswith("bias"):  # LN biases start at 0 anyway
+            nn.init.zeros_(p)
+
+
+class NextItemTransformer(SeqRecommender):
+    """What SASRec and TiSASRec share: the item table (input and output), a causal
+    :class:`TransformerEncoder` in SASRec's TF layout, the next-item loss at every position and
+    Adam's beta2. A subclass builds its extra tables and defines :meth:`hidden`."""
+
+    def __init__(self, data, max_len: int, hidden_size: int, n_layers: int, n_heads: int, inner_size: int | None,
+                 hidden_dropout_prob: float, attn_dropout_prob: float, norm: str, loss: str, n_negatives: int,
+                 negative_sampling: str, l2_emb: float, adam_beta2: float):
+        super().__init__(data, max_len)
+        if loss not in NEXT_ITEM_LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(NEXT_ITEM_LOSSES)}, got {loss!r}")
+        if loss != "ce" and n_negatives < 1:
+            raise ValueError(f"loss={loss!r} needs n_negatives >= 1, got {n_negatives}")
+        self.d, self.loss_kind, self.n_negatives = hidden_size, loss, int(n_negatives)
+        self.l2_emb, self.adam_beta2 = float(l2_emb), float(adam_beta2)
+        self.item_embedding = nn.Embedding(self.n_items + 1, hidden_size, padding_idx=0)
+        self.input_dropout = nn.Dropout(hidden_dropout_prob)
+        # SASRec's TF blocks: no output projection, no dropout on the attention output (only on
+        # its weights), dropout after each feed-forward layer, a final LN for pre-norm layouts
+        self.encoder = TransformerEncoder(n_layers, hidden_size, final_norm=norm != "post", n_heads=n_heads,
+                                          inner_size=inner_size, hidden_dropout=hidden_dropout_prob,
+                                          attn_dropout=attn_dropout_prob, activation="relu", norm=norm,
+                                          out_proj=False, attn_out_dropout=0.0, eps=1e-8)
+        self.shared_negatives = SharedNegatives(data, self.n_negatives, negative_sampling) \
+            if loss == "sampled_ce" else None
+
+    def reset_parameters(self) -> None:
+        glorot_init(self)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    def embed_items(self, items: torch.Tensor) -> torch.Tensor:
+        """``sqrt(d) E[items]`` ``[B, L, d]`` (the TF code's scaling; the output uses ``E``)."""
+        return self.item_embedding(items) * math.sqrt(self.d)
+
+    def hidden(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, L, d]``: the output at every position (position ``t`` has seen items ``<= t``)."""
+        raise NotImplementedError
+
+    def encode(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        return self.hidden(items, times)[:, -1]
+
+    def item_vectors(self) -> torch.Tensor:
+        w = self.item_embedding.weight  # a view of a parameter keeps requires_grad even under no_grad
+        return w[1:] if torch.is_grad_enabled() else w.detach()[1:]
+
+    # ------------------------------------------------------------ training
+    def n_negatives_for_loss(self) -> int:
+        return self.n_negatives if self.loss_kind == "bce" else 0
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        h = self.hidden(batch["items"], batch.get("times"))  # [B, L, d]
+        targets = batch["targets"]  # [B, L], 0 at padding
+        keep = targets > 0
+        h, t = h[keep], targets[keep]  # [N, d], [N]
+        negatives, log_q = None, None
+        if self.loss_kind == "bce":
+            negatives = batch["negatives"][keep]  # [N, k]
+        elif self.loss_kind == "sampled_ce":
+            negatives, log_q = self.shared_negatives(h.device)  # [k]
+        loss = next_item_loss(self.loss_kind, h, t, self.item_embedding.weight, negatives, log_q=log_q)
+        return loss + self.l2_penalty() if self.l2_emb else loss
+
+    def embedding_tables(self) -> list[torch.Tensor]:
+        """The tables ``l2_emb`` applies to."""
+        return [self.item_embedding.weight]
+
+    def l2_penalty(self) -> torch.Tensor:
+        """``l2_emb * sum(w^2) / 2`` over :meth:`embedding_tables` (TF's ``l2_regularizer``)."""
+        return self.l2_emb * sum(w.pow(2).sum() for w in self.embedding_tables()) / 2
+
+    def param_groups(self) -> list[dict]:
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "betas": (0.9, self.adam_beta2)}]
+
+
+@register_model("sasrec", family="seq")
+class SASRec(NextItemTransformer):
+    """SASRec (module docstring).
+
+    Args:
+        max_len: positions ``L`` (default 50). hidden_size: ``d`` (default 64).
+        n_layers: blocks (2). n_heads: heads (1). inner_size: feed-forward width (default ``d``).
+        hidden_dropout_prob: dropout on the input and the feed-forward layers (0.2).
+        attn_dropout_prob: dropout on the attention weights (0.2).
+        norm: ``sasrec`` (official TF layout) | ``pre`` | ``post``.
+        loss: ``bce`` | ``ce`` | ``sampled_ce``. n_negatives: negatives per position (``bce``)
+            or per batch (``sampled_ce``). negative_sampling: ``uniform`` | ``popularity``
+            (``sampled_ce``).
+        l2_emb: ``l2_emb * sum(w^2) / 2`` over the item table, each step (TF's
+            ``l2_regularizer``; 0 in the official SASRec defaults).
+        adam_beta2: Adam's beta2 for this model's parameters (official 0.98).
+
+    Shapes: ``items [B, L]`` seq ids (0 = padding, right-aligned) -> hidden ``[B, L, d]``.
+    """
+
+    def __init__(self, data, max_len: int = 50, hidden_size: int = 64, n_layers: int = 2, n_heads: int = 1,
+                 inner_size: int | None = None, hidden_dropout_prob: float = 0.2, attn_dropout_prob: float = 0.2,
+                 norm: str = "sasrec", loss: str = "bce", n_negatives: int = 1, negative_sampling: str = "uniform",
+                 l2_emb: float = 0.0, adam_beta2: float = 0.98):
+        super().__init__(data, max_len, hidden_size, n_layers, n_heads, inner_size, hidden_dropout_prob,
+                         attn_dropout_prob, norm, loss, n_negatives, negative_sampling, l2_emb, adam_beta2)
+        self.position_embedding = nn.Embedding(self.max_len, hidden_size)
+        self.reset_parameters()
+
+    def hidden(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        L = items.shape[1]
+        x = self.embed_items(items) + self.position_embedding.weight[self.max_len - L:]  # [B, L, d]
+        x = self.input_dropout(x) * (items > 0).unsqueeze(-1)
+        return self.encoder(x, causal_mask(items == 0))
