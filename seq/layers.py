@@ -57,7 +57,7 @@ def padding_mask(pad: torch.Tensor) -> torch.Tensor:
 
 
 class RelativeTerms(NamedTuple):
-    """Extra terms of TiSASRec's attention (Li et al., WSDM 2020, Eq. 7-8), shared by every block:
+    """Extra terms of TiSASRec's attention (Li et al., WSDM 2020), shared by every block:
 
     ``e_ij = Q_i (K_j + key_add_j + key_table[index_ij])^T / sqrt(d_h)``,
     ``z_i = sum_j a_ij (V_j + value_add_j + value_table[index_ij])``.
@@ -133,7 +133,7 @@ class MultiHeadAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Point-wise feed-forward ``W_2 drop(act(W_1 x + b_1)) + b_2`` (SASRec Eq. 4 with
+    """Point-wise feed-forward ``W_2 drop(act(W_1 x + b_1)) + b_2`` (SASRec Sec. III-B with
     ``inner = d`` and ReLU; BERT with ``inner = 4d``, GELU and no inner dropout)."""
 
     def __init__(self, d: int, inner: int, activation: str = "relu", inner_dropout: float = 0.0):

@@ -5,7 +5,7 @@ Every loss scores hidden states against rows of an output table ``item_weight`` 
 the [mask] token): ``r(h, i) = h . W_i (+ b_i)``. Targets are seq ids; rows whose target is
 0 (padding) are ignored, and each loss is the mean over the remaining rows.
 
-- ``bce`` (SASRec, Kang & McAuley 2018, Eq. 6): ``-log s(r+) - sum_k log(1 - s(r-_k))`` with
+- ``bce`` (SASRec, Kang & McAuley 2018, Sec. III-E): ``-log s(r+) - sum_k log(1 - s(r-_k))`` with
   the sampled negatives of the row (one per position in the paper).
 - ``ce`` (full softmax; "SASRec+" of Klenitskiy & Vasilev, RecSys 2023; BERT4Rec): cross
   entropy over items ``1..n_items`` only, so the padding and [mask] rows are never predicted.

@@ -55,9 +55,10 @@ def test_assign_slots_gives_each_free_slot_the_next_session_in_order():
     assert start.tolist() == [0, 0, 1, 2] and slot.tolist() == [0, 1, 1, 1]
 
 
-def test_session_parallel_visits_every_transition_once_and_resets_at_boundaries(loo_data):
+@pytest.mark.parametrize("max_session_len", [0, 50])
+def test_session_parallel_visits_every_transition_once_and_resets_at_boundaries(loo_data, max_session_len):
     data, B = loo_data, 64
-    builder = SessionParallelBatches(data, B, n_sample=16)
+    builder = SessionParallelBatches(data, B, n_sample=16, max_session_len=max_session_len)
     seqs = data.sequences
     batches = list(builder.epoch(np.random.default_rng(0)))
     assert len(batches) == len(builder)
@@ -79,19 +80,22 @@ def test_session_parallel_visits_every_transition_once_and_resets_at_boundaries(
                 assert last_target[s] == x
             n_resets += r
             last_target[s] = y
-    assert n_resets == int((lengths >= 2).sum())
+    moves = np.maximum(lengths - 1, 0)
+    n_sessions = int((-(-moves // (max_session_len - 1))).sum()) if max_session_len else int((moves > 0).sum())
+    assert n_resets == n_sessions == len(builder.session_users)
     # the first step holds the B sessions that start first, in time order, all fresh
     first_b = batches[0]
     assert bool(first_b["reset"].all()) and first_b["slots"].tolist() == list(range(B))
-    starts = seqs.times[seqs.indptr[builder.sessions]]
-    assert np.all(np.diff(starts) >= 0)
-    assert first_b["items"].tolist() == [int(seqs.of(u)[0]) + 1 for u in builder.sessions[:B]]
+    assert np.all(np.diff(seqs.times[builder.session_first]) >= 0)
+    assert first_b["items"].tolist() == (seqs.items[builder.session_first[:B]] + 1).tolist()
 
 
-def test_session_parallel_hidden_state_is_the_state_of_the_session_so_far(loo_data):
+@pytest.mark.parametrize("max_session_len", [0, 30])
+def test_session_parallel_hidden_state_is_the_state_of_the_session_so_far(loo_data, max_session_len):
     """With dropout off, the carried state of each slot equals a fresh GRU run over the
     session's items so far: reset when a slot loads a new session, carried otherwise."""
-    model = build_model("gru4rec", {"hidden_size": 16, "n_sample": 8, "max_len": 5000}, loo_data, seed=0)
+    model = build_model("gru4rec", {"hidden_size": 16, "n_sample": 8, "max_len": 5000,
+                                    "max_session_len": max_session_len}, loo_data, seed=0)
     builder = model.batches(loo_data, 32)
     seqs = loo_data.sequences
     model.start_epoch(0)
@@ -101,18 +105,19 @@ def test_session_parallel_hidden_state_is_the_state_of_the_session_so_far(loo_da
             model.loss(batch)
             for row, (s, r) in enumerate(zip(batch["slots"].tolist(), batch["reset"].tolist())):
                 if r:  # sessions are loaded in order: the k-th reset is the k-th session
-                    current[s], k = (int(builder.sessions[k]), 0), k + 1
+                    current[s], k = (int(builder.session_first[k]), 0), k + 1
                 else:
                     current[s] = (current[s][0], current[s][1] + 1)
-                u, j = current[s]
-                assert int(batch["items"][row]) == seqs.of(u)[j] + 1 and int(batch["targets"][row]) == seqs.of(u)[j + 1] + 1
+                first, j = current[s]
+                assert int(batch["items"][row]) == seqs.items[first + j] + 1
+                assert int(batch["targets"][row]) == seqs.items[first + j + 1] + 1
             if b in (0, 1, 40, 200, 700, len(builder) - 1):
                 for s in batch["slots"].tolist()[:5]:
-                    u, j = current[s]
-                    fresh = model.encode(torch.from_numpy(seqs.of(u)[:j + 1] + 1)[None])[0]
-                    assert torch.allclose(model.slot_hidden[-1, s], fresh, atol=1e-5), (b, s, u, j)
+                    first, j = current[s]
+                    fresh = model.encode(torch.from_numpy(seqs.items[first:first + j + 1] + 1)[None])[0]
+                    assert torch.allclose(model.slot_hidden[-1, s], fresh, atol=1e-5), (b, s, first, j)
                     checked += 1
-    assert k == len(builder.sessions) and checked >= 20
+    assert k == len(builder.session_users) and checked >= 20
     model.start_epoch(1)
     assert model.slot_hidden.numel() == 0  # dropped between epochs
 

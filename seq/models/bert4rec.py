@@ -20,10 +20,14 @@ position scores every item. Initialisation: truncated normal, std 0.02 (``initia
 zero biases.
 
 Departures from the official code:
-- Masks are drawn afresh for every batch (:class:`seq.data.ClozeBatches`, as RecBole), not
+- Masks are drawn afresh for every batch (:class:`ClozeWindows`, as RecBole), not
   pre-generated with ``dupe_factor`` 10; every masked position becomes [mask] (the official
-  scripts set ``mask_prob`` 1.0, so the 80/10/10 branch never runs there either); one window
-  per user (the last ``L`` training items) and no extra "last item only" copies.
+  scripts set ``mask_prob`` 1.0, so the 80/10/10 branch never runs there either); each
+  position is masked independently (official: exactly ``max(1, round(len * p))`` positions,
+  at most ``max_predictions_per_seq``). Training windows: the last ``L`` items of each user, or
+  sliding windows (``window_stride``, the official ``prop_sliding_window``: without them, one
+  window per user is memorised on small data); the official extra "last item only" copy of
+  each window is ``last_item_ratio`` (0 by default).
 - The softmax runs over the items only (the official vocabulary also holds [pad], [MASK] and
   [NO_USE]); no token-type embedding (all type 0 there: a constant vector).
 - Adam with the trainer's constant learning rate (RecBole's choice), not AdamW with weight
@@ -33,38 +37,69 @@ Departures from the official code:
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from gcf.models.registry import register_model
 
-from ..data import ClozeBatches
 from ..layers import TransformerEncoder, padding_mask
 from ..losses import SharedNegatives, next_item_loss
 from .base import SeqRecommender
 
 
-class ClozeWithLastBatches(ClozeBatches):
-    """:class:`seq.data.ClozeBatches` where a share ``last_item_ratio`` of the rows (drawn per
-    batch from the same ``rng``) mask only their last item instead: the task ranking asks for
-    (the [mask] after the history). RecBole's ``ft_ratio``; the official data adds one such
-    copy per window next to ``dupe_factor`` randomly masked ones."""
+class ClozeWindows:
+    """BERT4Rec's training rows: windows of ``max_len`` training items, each position replaced
+    by [mask] (``n_items + 1``) with probability ``mask_prob`` (at least one per row), as
+    :class:`seq.data.ClozeBatches` (same batch keys: ``items``, ``labels``, ``users``), plus two
+    options of the official data generation / RecBole:
 
-    def __init__(self, data, batch_size: int, max_len: int, mask_prob: float, last_item_ratio: float = 0.0):
-        super().__init__(data, batch_size, max_len, mask_prob)
-        self.last_item_ratio = float(last_item_ratio)
+    - ``window_stride`` (official ``prop_sliding_window``): a sequence longer than ``max_len``
+      gives windows ending at its last item, then every ``window_stride * max_len`` items
+      earlier, down to the first ``max_len`` items; 0 = the last window only (ClozeBatches).
+    - ``last_item_ratio`` (RecBole's ``ft_ratio``; the official data adds one such copy per
+      window): that share of the rows masks only its last item, the task ranking asks for.
 
-    def epoch(self, rng):
-        for batch in super().epoch(rng):
+    One epoch = every window once, shuffled; all randomness from ``epoch``'s ``rng``.
+    """
+
+    def __init__(self, data, batch_size: int, max_len: int, mask_prob: float, window_stride: float = 0.0,
+                 last_item_ratio: float = 0.0):
+        self.seqs = data.sequences
+        self.batch_size, self.max_len, self.mask_prob = int(batch_size), int(max_len), float(mask_prob)
+        self.last_item_ratio, self.mask_token = float(last_item_ratio), data.n_items + 1
+        lengths = self.seqs.lengths
+        users = np.flatnonzero(lengths >= 1)
+        n = lengths[users]
+        stride = max(1, int(round(window_stride * max_len))) if window_stride > 0 else None
+        per_user = np.ones(len(users), dtype=np.int64) if stride is None else \
+            1 + np.maximum(0, -(-(n - max_len) // stride))  # ceil((n - L) / stride) more windows
+        self.users = np.repeat(users, per_user)
+        k = np.arange(len(self.users)) - np.repeat(np.cumsum(per_user) - per_user, per_user)  # window # per user
+        n = np.repeat(n, per_user)
+        ends = n if stride is None else np.maximum(n - k * stride, np.minimum(n, max_len))
+        self.drop = n - ends  # items after the window
+
+    def __len__(self) -> int:
+        return -(-len(self.users) // self.batch_size)
+
+    def epoch(self, rng: np.random.Generator):
+        order = rng.permutation(len(self.users))
+        L = self.max_len
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            items, _ = self.seqs.padded(self.users[rows], L, drop_last=self.drop[rows])  # [B, L]
+            real = items > 0
+            mask = (rng.random(items.shape) < self.mask_prob) & real
+            none = np.flatnonzero(~mask.any(1))  # at least one masked position: a random real one
+            mask[none, L - 1 - (rng.random(len(none)) * real[none].sum(1)).astype(np.int64)] = True
             if self.last_item_ratio > 0:
-                items, labels = batch["items"], batch["labels"]
-                rows = torch.from_numpy(rng.random(len(items)) < self.last_item_ratio)
-                original = torch.where(labels > 0, labels, items)[rows]  # [R, L]
-                last = torch.zeros_like(original)
-                last[:, -1] = original[:, -1]
-                original[:, -1] = self.mask_token
-                items[rows], labels[rows] = original, last
-            yield batch
+                last_only = rng.random(len(rows)) < self.last_item_ratio
+                mask[last_only] = False
+                mask[last_only, L - 1] = True
+            yield {"users": torch.from_numpy(self.users[rows]),
+                   "items": torch.from_numpy(np.where(mask, self.mask_token, items)),
+                   "labels": torch.from_numpy(np.where(mask, items, 0))}
 
 
 @register_model("bert4rec", family="seq")
@@ -72,10 +107,12 @@ class BERT4Rec(SeqRecommender):
     """BERT4Rec (module docstring).
 
     Args:
-        max_len: window ``L`` (default 200, the official ML-1M/ML-20M setting).
+        max_len: window ``L`` (default 50, RecBole's; the official ML-1M/ML-20M setting is 200).
         hidden_size: ``d`` (64). n_layers: blocks (2). n_heads: heads (2).
         inner_size: feed-forward width (256). hidden_dropout_prob: 0.2. attn_dropout_prob: 0.2.
         mask_prob: probability of masking each position (0.2, ML-1M/ML-20M).
+        window_stride: stride of the training windows over long sequences, as a fraction of
+            ``max_len`` (official ``prop_sliding_window``; 0 = the last window only).
         last_item_ratio: share of rows that mask only their last item (0; RecBole's ``ft_ratio``).
         loss: ``ce`` | ``sampled_ce``. n_negatives, negative_sampling: for ``sampled_ce``.
         initializer_range: std of the truncated-normal initialisation (0.02).
@@ -83,9 +120,9 @@ class BERT4Rec(SeqRecommender):
     Shapes: ``items [B, L]`` seq ids (0 = padding, ``n_items + 1`` = [mask]) -> ``[B, L, d]``.
     """
 
-    def __init__(self, data, max_len: int = 200, hidden_size: int = 64, n_layers: int = 2, n_heads: int = 2,
+    def __init__(self, data, max_len: int = 50, hidden_size: int = 64, n_layers: int = 2, n_heads: int = 2,
                  inner_size: int = 256, hidden_dropout_prob: float = 0.2, attn_dropout_prob: float = 0.2,
-                 mask_prob: float = 0.2, last_item_ratio: float = 0.0, loss: str = "ce", n_negatives: int = 1000,
+                 mask_prob: float = 0.2, window_stride: float = 0.0, last_item_ratio: float = 0.0, loss: str = "ce", n_negatives: int = 1000,
                  negative_sampling: str = "uniform", initializer_range: float = 0.02):
         super().__init__(data, max_len)
         if loss not in ("ce", "sampled_ce"):
@@ -94,7 +131,10 @@ class BERT4Rec(SeqRecommender):
             raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob}")
         if not 0 <= last_item_ratio <= 1:
             raise ValueError(f"last_item_ratio must be in [0, 1], got {last_item_ratio}")
-        self.loss_kind, self.mask_prob, self.last_item_ratio = loss, float(mask_prob), float(last_item_ratio)
+        if window_stride < 0:
+            raise ValueError(f"window_stride must be >= 0, got {window_stride}")
+        self.loss_kind, self.mask_prob = loss, float(mask_prob)
+        self.window_stride, self.last_item_ratio = float(window_stride), float(last_item_ratio)
         self.mask_token = self.n_items + 1
         self.item_embedding = nn.Embedding(self.n_items + 2, hidden_size, padding_idx=0)  # + [mask]
         self.position_embedding = nn.Embedding(self.max_len, hidden_size)
@@ -117,7 +157,7 @@ class BERT4Rec(SeqRecommender):
             self.item_embedding.weight[0].zero_()
 
     def batches(self, data, batch_size: int):
-        return ClozeWithLastBatches(data, batch_size, self.max_len, self.mask_prob, self.last_item_ratio)
+        return ClozeWindows(data, batch_size, self.max_len, self.mask_prob, self.window_stride, self.last_item_ratio)
 
     # ------------------------------------------------------------ network
     def hidden(self, items: torch.Tensor) -> torch.Tensor:

@@ -108,22 +108,36 @@ class SessionParallelBatches:
     drawn proportionally to ``count ** sample_alpha`` from the epoch's ``rng``). The schedule
     is fixed (sessions ordered by their first timestamp, ties by user id; by user id without
     timestamps); only the samples change from epoch to epoch. ``len()`` is the number of steps.
+
+    A session is a user's whole training sequence, or with ``max_session_len = N`` each run of at
+    most ``N`` consecutive items of it (consecutive runs share one item, so every transition is
+    still visited once): long histories then stop dictating the length of an epoch (an epoch
+    lasts at least as many steps as the longest session has transitions) and training matches
+    scoring, which reads at most ``max_len`` items from a zero state.
     """
 
-    def __init__(self, data, batch_size: int, n_sample: int = 0, sample_alpha: float = 0.5):
+    def __init__(self, data, batch_size: int, n_sample: int = 0, sample_alpha: float = 0.5,
+                 max_session_len: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_session_len == 1 or max_session_len < 0:
+            raise ValueError(f"max_session_len must be 0 (whole sequences) or >= 2, got {max_session_len}")
         seqs = data.sequences
-        lengths = seqs.lengths
-        sessions = np.flatnonzero(lengths >= 2)
-        if seqs.times is not None:
-            sessions = sessions[np.argsort(seqs.times[seqs.indptr[sessions]], kind="stable")]
-        steps = lengths[sessions] - 1  # transitions per session
+        moves = np.maximum(seqs.lengths - 1, 0)  # transitions per user
+        chunk = int(max_session_len) - 1 if max_session_len else max(int(moves.max(initial=0)), 1)
+        n_chunks = -(-moves // chunk)  # sessions per user: chunks overlapping by one item
+        users = np.repeat(np.arange(len(moves)), n_chunks)
+        k = np.arange(len(users)) - np.repeat(np.cumsum(n_chunks) - n_chunks, n_chunks)
+        first = seqs.indptr[users] + k * chunk  # position of each session's first item
+        steps = np.minimum(chunk, moves[users] - k * chunk)  # its transitions
+        if seqs.times is not None:  # by first timestamp; ties by user, then chunk
+            order = np.argsort(seqs.times[first], kind="stable")
+            users, first, steps = users[order], first[order], steps[order]
         start, slot = assign_slots(steps, batch_size)
-        # every transition: (session, j-th of it) -> global step, slot, input/target position
-        sess = np.repeat(np.arange(len(sessions)), steps)
+        # every transition: (session, j-th of it) -> global step, slot, input position
+        sess = np.repeat(np.arange(len(users)), steps)
         j = np.arange(len(sess)) - np.repeat(np.cumsum(steps) - steps, steps)
-        pos = seqs.indptr[sessions][sess] + j
+        pos = first[sess] + j
         step, slot_t = start[sess] + j, slot[sess]
         order = np.lexsort((slot_t, step))
         self.items = torch.from_numpy(seqs.items[pos][order] + 1)
@@ -132,7 +146,7 @@ class SessionParallelBatches:
         self.reset = torch.from_numpy(j[order] == 0)
         n_steps = int(step.max()) + 1 if len(step) else 0
         self.bounds = np.searchsorted(step[order], np.arange(n_steps + 1))  # batch b = [bounds[b], bounds[b+1])
-        self.sessions = sessions
+        self.session_users, self.session_first = users, first  # in the order sessions are loaded
         self.batch_size, self.n_sample = int(batch_size), int(n_sample)
         counts = np.bincount(seqs.items, minlength=data.n_items).astype(np.float64)
         p = counts ** sample_alpha * (counts > 0)
@@ -179,6 +193,8 @@ class GRU4Rec(SeqRecommender):
             (default 0.5). logq: cross-entropy logQ correction weight (default 0).
         remove_accidental_hits: no column equal to the row's target is a negative (default True).
         max_len: history length at scoring time (and for ``loss=ce``) (default 200).
+        max_session_len: cut training sequences into sessions of at most this many items, 0 = one
+            session per user (default 0; :class:`SessionParallelBatches`).
 
     Shapes: ``encode(items [B, L])`` -> ``[B, hidden_size]``; scores ``[B, n_items]``.
     """
@@ -186,7 +202,8 @@ class GRU4Rec(SeqRecommender):
     def __init__(self, data, hidden_size: int = 100, num_layers: int = 1, constrained_embedding: bool = True,
                  embedding_size: int = 0, dropout_p_embed: float = 0.0, dropout_p_hidden: float = 0.0,
                  loss: str = "cross-entropy", n_sample: int = 2048, sample_alpha: float = 0.5, bpreg: float = 1.0,
-                 elu_param: float = 0.5, logq: float = 0.0, remove_accidental_hits: bool = True, max_len: int = 200):
+                 elu_param: float = 0.5, logq: float = 0.0, remove_accidental_hits: bool = True, max_len: int = 200,
+                 max_session_len: int = 0):
         super().__init__(data, max_len)
         if loss not in LOSSES:
             raise ValueError(f"gru4rec: loss must be one of {', '.join(LOSSES)}, got {loss!r}")
@@ -195,6 +212,7 @@ class GRU4Rec(SeqRecommender):
         self.loss_type, self.n_sample, self.sample_alpha = loss, int(n_sample), float(sample_alpha)
         self.bpreg, self.elu_param, self.logq = float(bpreg), float(elu_param), float(logq)
         self.remove_accidental_hits = bool(remove_accidental_hits)
+        self.max_session_len = int(max_session_len)
         self.constrained_embedding, self.num_layers, self.hidden_size = constrained_embedding, num_layers, hidden_size
         self.one_hot = not constrained_embedding and embedding_size == 0
         n, h = data.n_items, hidden_size
@@ -241,7 +259,7 @@ class GRU4Rec(SeqRecommender):
     def batches(self, data, batch_size: int):
         if self.loss_type == "ce":
             return PrefixBatches(data, batch_size, self.max_len)
-        return SessionParallelBatches(data, batch_size, self.n_sample, self.sample_alpha)
+        return SessionParallelBatches(data, batch_size, self.n_sample, self.sample_alpha, self.max_session_len)
 
     def start_epoch(self, epoch: int) -> None:
         self.slot_hidden = torch.zeros(0, device=self.device)

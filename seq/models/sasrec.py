@@ -8,9 +8,9 @@ item (paper Sec. III; official TF code kang205/SASRec):
     F = \\mathrm{LN}(\\mathrm{Block}^{(n)}(x)), \\qquad
     r_{i,t} = F_t \\cdot E_i
 
-with ``E`` the item table (shared by input and output, Sec. III-E), ``P`` learned positions
+with ``E`` the item table (shared by input and output, Sec. III-D), ``P`` learned positions
 indexed by slot (right-aligned, so the newest item is always in slot ``L - 1``), and blocks of
-causal single-head attention and a ReLU feed-forward of width ``d``. The loss (Eq. 6) is
+causal single-head attention and a ReLU feed-forward of width ``d``. The loss (Sec. III-E) is
 binary cross-entropy at every non-padding position with one uniform negative outside the
 user's training items: ``-log s(r+) - log(1 - s(r-))``, averaged over positions.
 

@@ -2,7 +2,7 @@
 Recommendation", WSDM 2020).
 
 SASRec whose attention also sees the time between items and their absolute positions, both
-as learned vectors added to keys and values (paper Sec. 4; official TF code
+as learned vectors added to keys and values (official TF code
 JiachengLi1995/TiSASRec ``model.py``, ``modules.py``):
 
 .. math::
@@ -27,7 +27,9 @@ Departures from the official code:
 - ``r_u`` comes from the window being scored (the model sees nothing else), not from the
   user's whole history including valid/test items; intervals are ``floor(|t_i - t_j| / r_u)``
   (the paper's formula) rather than differences of per-item rounded scaled times (at most 1
-  apart).
+  apart). As in the official code, ``r_u`` is one number per sequence, so in training an
+  earlier position's intervals can depend on later timestamps through it (never on later
+  items); when ranking, the window is the history, so nothing of the future is seen.
 - Dropout on the interval tables drops table rows (one mask per step, shared by the batch)
   instead of every ``(i, j)`` pair's vector; dropout on the position tables is per sequence,
   as the official.
