@@ -27,7 +27,7 @@ FAST = ["progress=false", "device=cpu", "eval_batch_size=1024"]
 # windows (one window per user is memorised) and still ~10x SASRec's steps
 CORE = ["item_k=10", "user_k=10"]
 BUDGETS = {
-    "sasrec": ["epochs=5", "max_len=30", "learning_rate=0.005", "batch_size=64", "loss=ce"],
+    "sasrec": ["epochs=6", "max_len=50", "learning_rate=0.005", "batch_size=64", "loss=ce"],
     "tisasrec": ["epochs=5", "max_len=30", "learning_rate=0.005", "batch_size=64", "loss=ce"],
     "bert4rec": ["epochs=10", "max_len=20", "learning_rate=0.002", "batch_size=64", "window_stride=0.5",
                  "eval_step=5"],
@@ -306,7 +306,7 @@ def test_model_learns_and_beats_pop(name, pop_ndcg, tmp_path):
 
 @pytest.mark.parametrize("name", list(BUDGETS))
 def test_same_seed_same_model(name, tmp_path):
-    args = [*FAST, "epochs=1", "max_len=20", "hidden_size=16"]
+    args = [*FAST, *CORE, "epochs=1", "max_len=20", "hidden_size=16"]
     a = run(name, [f"out_dir={tmp_path / 'a'}", *args], quiet=True)
     b = run(name, [f"out_dir={tmp_path / 'b'}", *args], quiet=True)
     assert a["test"] == b["test"] and a["history"][0]["loss"] == b["history"][0]["loss"]

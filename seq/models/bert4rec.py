@@ -25,9 +25,9 @@ Departures from the official code:
   scripts set ``mask_prob`` 1.0, so the 80/10/10 branch never runs there either); each
   position is masked independently (official: exactly ``max(1, round(len * p))`` positions,
   at most ``max_predictions_per_seq``). Training windows: the last ``L`` items of each user, or
-  sliding windows (``window_stride``, the official ``prop_sliding_window``: without them, one
-  window per user is memorised on small data); the official extra "last item only" copy of
-  each window is ``last_item_ratio`` (0 by default).
+  sliding windows (``window_stride``, the official ``prop_sliding_window``; default 1.0:
+  without them, one window per user is memorised on small data); the official extra "last
+  item only" copy of each window is ``last_item_ratio`` (0 by default).
 - The softmax runs over the items only (the official vocabulary also holds [pad], [MASK] and
   [NO_USE]); no token-type embedding (all type 0 there: a constant vector).
 - Adam with the trainer's constant learning rate (RecBole's choice), not AdamW with weight
@@ -112,7 +112,8 @@ class BERT4Rec(SeqRecommender):
         inner_size: feed-forward width (256). hidden_dropout_prob: 0.2. attn_dropout_prob: 0.2.
         mask_prob: probability of masking each position (0.2, ML-1M/ML-20M).
         window_stride: stride of the training windows over long sequences, as a fraction of
-            ``max_len`` (official ``prop_sliding_window``; 0 = the last window only).
+            ``max_len`` (official ``prop_sliding_window``; default 1.0, windows side by side;
+            0 = the last window only).
         last_item_ratio: share of rows that mask only their last item (0; RecBole's ``ft_ratio``).
         loss: ``ce`` | ``sampled_ce``. n_negatives, negative_sampling: for ``sampled_ce``.
         initializer_range: std of the truncated-normal initialisation (0.02).
@@ -122,8 +123,9 @@ class BERT4Rec(SeqRecommender):
 
     def __init__(self, data, max_len: int = 50, hidden_size: int = 64, n_layers: int = 2, n_heads: int = 2,
                  inner_size: int = 256, hidden_dropout_prob: float = 0.2, attn_dropout_prob: float = 0.2,
-                 mask_prob: float = 0.2, window_stride: float = 0.0, last_item_ratio: float = 0.0, loss: str = "ce", n_negatives: int = 1000,
-                 negative_sampling: str = "uniform", initializer_range: float = 0.02):
+                 mask_prob: float = 0.2, window_stride: float = 1.0, last_item_ratio: float = 0.0,
+                 loss: str = "ce", n_negatives: int = 1000, negative_sampling: str = "uniform",
+                 initializer_range: float = 0.02):
         super().__init__(data, max_len)
         if loss not in ("ce", "sampled_ce"):
             raise ValueError(f"BERT4Rec's loss must be 'ce' or 'sampled_ce', got {loss!r}")

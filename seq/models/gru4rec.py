@@ -18,7 +18,8 @@ no feed-forward layer between the GRU and the scores.
 **Training** (``loss`` = ``cross-entropy`` or ``bpr-max``), as the official code:
 
 - *Session-parallel mini-batches* (:class:`SessionParallelBatches`): each user's training
-  sequence is one session; sessions are ordered by their first timestamp and never shuffled.
+  sequence is one session (or, with ``max_session_len = N``, each run of at most ``N`` of its
+  items); sessions are ordered by their first timestamp and never shuffled.
   ``batch_size`` slots each run one session, one transition (current item -> next item) per
   step; a slot whose session ends loads the next unused session and its hidden state is reset
   to zero; slots drop out when no session is left. Every training transition is visited
@@ -44,7 +45,7 @@ no feed-forward layer between the GRU and the scores.
 **Scoring**: the GRU runs over the user's history (the last ``max_len`` items, from a zero
 state) and :meth:`encode` returns the top layer's final state; scores = ``h W^y^T + b^y``.
 
-**Choices against the official code** (each documented in ``configs/model/gru4rec.yaml``):
+**Choices against the official code**:
 
 - Optimiser: the trainer's Adam (the official code uses Adagrad with momentum and sparse
   updates, lr 0.05); the learning rate is set for Adam.
@@ -69,7 +70,6 @@ import heapq
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gcf.models.registry import register_model

@@ -32,7 +32,6 @@ example. The code stores ``beta`` with the opposite sign (an equivalent parametr
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gcf.models.base import bpr_loss
