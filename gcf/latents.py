@@ -33,7 +33,7 @@ def export_latents(model, split) -> dict | None:
         return None
     finally:
         model.train(was_training)
-    user, item = user.float().cpu().numpy(), item.float().cpu().numpy()
+    user, item = user.detach().float().cpu().numpy(), item.detach().float().cpu().numpy()
     if user.shape[0] != split.n_users or item.shape[0] != split.n_items:
         raise ValueError(f"{type(model).__name__}.latents(): got {user.shape[0]} users / {item.shape[0]} items, "
                          f"expected {split.n_users} / {split.n_items}")
