@@ -1,18 +1,9 @@
 """Sequence models, registered in gcf's registry on import (family ``seq``:
-``configs/family/seq.yaml``). One file per model."""
+``configs/family/seq.yaml``). One file per model; each registers itself with
+``@register_model(name, family="seq")``."""
 from __future__ import annotations
 
-import importlib
-
+from . import bert4rec, caser, fpmc, gru4rec, narm, sasrec, tisasrec, transrec  # noqa: F401  (registration)
 from .base import SeqRecommender
 
-# each module registers its model with @register_model(name, family="seq")
-MODULES = ("gru4rec", "narm", "caser", "fpmc", "transrec", "sasrec", "tisasrec", "bert4rec")
-for _m in MODULES:
-    try:
-        importlib.import_module(f"{__name__}.{_m}")
-    except ModuleNotFoundError as e:  # a model file not written yet
-        if e.name != f"{__name__}.{_m}":
-            raise
-
-__all__ = ["SeqRecommender", "MODULES"]
+__all__ = ["SeqRecommender"]
