@@ -104,11 +104,15 @@ RESUME_CASES = {  # models whose state lives outside the parameters too (counter
     "diffrec": ["epochs=4", "batch_size=128"],  # the step-importance history
     "bivae": ["epochs=4", "batch_size=128", "k=8", "encoder_structure=[16]"],  # the pending samples
     "ldiffrec": ["epochs=4", "batch_size=128", "ae_dims=[32]", "dims_dnn=[16]", "anneal_steps=3"],  # epoch counter
+    # a sequence model (its own batch builder, leave-one-out, dropout and sampled negatives)
+    "sasrec": ["epochs=4", "batch_size=64", "max_len=20", "hidden_size=16", "hidden_dropout_prob=0.2"],
 }
 
 
 @pytest.mark.parametrize("model", sorted(RESUME_CASES))
 def test_resume_after_kill_matches_uninterrupted(model, tmp_path, monkeypatch):
+    import seq.models  # noqa: F401  (registers sasrec)
+
     args = [*RESUME_CASES[model], *FAST]
     full = run(model, [f"out_dir={tmp_path / 'full'}", *args], quiet=True)
 
