@@ -15,6 +15,10 @@ ranking minus training items, Recall@20 and NDCG@20, cornac's own timer around `
   class defaults otherwise (MostPop, EASE, RecVAE). cornac's LightGCN and NGCF need DGL, which
   is not installed here: they are listed as skipped, not run. (cornac's ItemKNN predicts
   ratings, Recall@20 0.03 here: left out.)
+- One torch thread by default (``--threads``; 0 = torch's default): on this 2-core machine
+  shared with other jobs, two OpenMP threads made a LightGCN epoch 42 s instead of 1.0 s (and
+  EASE's ``cholesky_inverse`` 4.3 s instead of 0.24 s). cornac's torch models run under the same
+  setting; its BPR (Cython) uses its own threads.
 - The first ``torch.use_deterministic_algorithms`` call of a process (gcf's trainer makes it)
   imports ``torch._inductor`` (1.5-4 s); that import is done before the Experiments, so it is
   not charged to the first gcf model's train time.
@@ -122,13 +126,18 @@ def main() -> None:
     p.add_argument("--models", default=",".join([f"cornac:{m}" for m in CORNAC] + [f"gcf:{m}" for m in OURS]),
                    help="comma list of cornac:NAME / gcf:NAME")
     p.add_argument("--out", default=str(HERE / "results" / "cornac_ml-100k.json"))
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--plot-only", action="store_true", help="redraw the plot from --out's JSON")
     args = p.parse_args()
     if args.plot_only:
         results = json.loads(Path(args.out).read_text())["results"]
         return print(f"wrote {plot(results, Path(args.out).with_suffix('.png'))}")
     t_start = time.time()
+    import torch
     import torch._inductor.config  # noqa: F401  (the one-off import, see the module docstring)
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     data = load_ml100k(Path(args.data_dir))
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -166,7 +175,7 @@ def main() -> None:
                     "Recall@20/NDCG@20 full ranking; gcf wrappers at their defaults (holdout_valid=0.1 early "
                     "stopping); cornac's models with its examples' settings or class defaults",
         "seeds": seeds, "cornac_version": cornac.__version__, "machine": f"{platform.machine()}, "
-        f"{os.cpu_count()} CPUs", "wall_sec": wall, "skipped": CORNAC_SKIPPED, "results": results}, indent=2))
+        f"{os.cpu_count()} CPUs", "torch_threads": torch.get_num_threads(), "wall_sec": wall, "skipped": CORNAC_SKIPPED, "results": results}, indent=2))
     print(f"\nwrote {args.out} and {plot(results, Path(args.out).with_suffix('.png'))}")
 
 
