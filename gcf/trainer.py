@@ -103,11 +103,13 @@ class Trainer:
                                               weight_decay=float(cfg.get("weight_decay", 0.0)))
 
     # ------------------------------------------------------------ evaluation
-    def evaluate(self, part: str) -> dict:
+    def evaluate(self, part: str, sampled: str | None | bool = True) -> dict:
+        """Metrics of ``part``; ``sampled=True`` follows the config's ``sampled`` protocol,
+        ``None`` forces full ranking."""
         c = self.cfg
         return evaluate(self.model, self.split, part, ks=c["topk"], metrics=c["metrics"],
-                        batch_size=int(c["eval_batch_size"]), device=self.device, sampled=c.get("sampled"),
-                        seed=int(c["seed"]))
+                        batch_size=int(c["eval_batch_size"]), device=self.device,
+                        sampled=c.get("sampled") if sampled is True else sampled, seed=int(c["seed"]))
 
     # ------------------------------------------------------------ checkpoints
     def _path(self, name: str) -> Path | None:
@@ -239,6 +241,8 @@ class Trainer:
     def _finish(self, valid: dict, epoch_secs: list, epochs: int, best_epoch: int) -> dict:
         t0 = time.perf_counter()
         test = self.evaluate("test") if len(self.split.test) else {}  # cornac's fit has no test part
+        if test and self.cfg.get("sampled"):  # the sampled protocol's test is reported next to full ranking
+            test = {**self.evaluate("test", sampled=None), **test}
         eval_sec = time.perf_counter() - t0
         secs = epoch_secs[1:] if len(epoch_secs) > 2 else epoch_secs  # first epoch includes warm-up
         return {"valid": valid, "test": test,

@@ -14,7 +14,7 @@ Batch builders (the interface of :mod:`gcf.data.sampler`: ``Builder(data, batch_
 - :class:`NextItemBatches`: one row per user, a loss at every position (SASRec, TiSASRec, GRU4Rec).
 - :class:`PrefixBatches`: one row per (user, position): every prefix and its next item (RecBole's
   protocol; NARM, FPMC, TransRec).
-- :class:`ClozeBatches`: masked positions to predict (BERT4Rec).
+- :class:`ClozeBatches`: masked positions to predict, over sliding windows (BERT4Rec).
 
 Negatives are uniform over the items the user never had in training. All randomness comes from
 the ``rng`` handed to ``epoch`` (the trainer's ``(seed, epoch)`` stream), so a resumed run sees
@@ -123,40 +123,65 @@ class PrefixBatches(_Base):
 
 
 class ClozeBatches(_Base):
-    """BERT4Rec's cloze task: the last ``L`` training items of each user, each position replaced
-    by the [mask] token ``n_items + 1`` with probability ``mask_prob`` (at least one per row):
+    """BERT4Rec's cloze task: windows of ``max_len`` training items, each position replaced by
+    the [mask] token ``n_items + 1`` with probability ``mask_prob`` (at least one per row):
     ``items [B, L]``, ``labels [B, L]`` (the original item + 1 at masked positions, else 0),
-    ``users [B]``; ``negatives [B, L, n]`` when ``n_negatives``."""
+    ``users [B]``; ``negatives [B, L, n]`` when ``n_negatives``. Two options of the official
+    data generation / RecBole:
 
-    def __init__(self, data, batch_size: int, max_len: int, mask_prob: float, n_negatives: int = 0):
+    - ``window_stride`` (official ``prop_sliding_window``): a sequence longer than ``max_len``
+      gives windows ending at its last item, then every ``window_stride * max_len`` items
+      earlier, down to the first ``max_len`` items; 0 (default) = the last window only.
+    - ``last_item_ratio`` (RecBole's ``ft_ratio``; the official data adds one such copy per
+      window): that share of the rows masks only its last item, the task ranking asks for.
+
+    One epoch = every window once, shuffled."""
+
+    def __init__(self, data, batch_size: int, max_len: int, mask_prob: float, n_negatives: int = 0,
+                 window_stride: float = 0.0, last_item_ratio: float = 0.0):
         super().__init__(data, batch_size, max_len, n_negatives)
         if not 0 < mask_prob <= 1:
             raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob}")
-        self.mask_prob = float(mask_prob)
+        if not 0 <= last_item_ratio <= 1:
+            raise ValueError(f"last_item_ratio must be in [0, 1], got {last_item_ratio}")
+        if window_stride < 0:
+            raise ValueError(f"window_stride must be >= 0, got {window_stride}")
+        self.mask_prob, self.last_item_ratio = float(mask_prob), float(last_item_ratio)
         self.mask_token = self.n_items + 1
-        self.users = np.flatnonzero(self.seqs.lengths >= 1)
+        lengths = self.seqs.lengths
+        users = np.flatnonzero(lengths >= 1)
+        n = lengths[users]
+        stride = max(1, int(round(window_stride * max_len))) if window_stride > 0 else None
+        per_user = np.ones(len(users), dtype=np.int64) if stride is None else \
+            1 + np.maximum(0, -(-(n - max_len) // stride))  # ceil((n - L) / stride) more windows
+        self.users = np.repeat(users, per_user)
+        k = np.arange(len(self.users)) - np.repeat(np.cumsum(per_user) - per_user, per_user)  # window # per user
+        n = np.repeat(n, per_user)
+        ends = n if stride is None else np.maximum(n - k * stride, np.minimum(n, max_len))
+        self.drop = n - ends  # items after the window
 
     def __len__(self) -> int:
         return _ceil(len(self.users), self.batch_size)
 
     def epoch(self, rng: np.random.Generator):
-        order = rng.permutation(self.users)
+        order = rng.permutation(len(self.users))
+        L = self.max_len
         for start in range(0, len(order), self.batch_size):
-            users = order[start:start + self.batch_size]
-            items, _ = self.seqs.padded(users, self.max_len)
+            rows = order[start:start + self.batch_size]
+            users = self.users[rows]
+            items, _ = self.seqs.padded(users, L, drop_last=self.drop[rows])  # [B, L]
             real = items > 0
             mask = (rng.random(items.shape) < self.mask_prob) & real
-            none = ~mask.any(1)  # at least one masked position per row: a random real one
-            if none.any():
-                r = np.flatnonzero(none)
-                n_real = real[r].sum(1)
-                pick = self.max_len - 1 - (rng.random(len(r)) * n_real).astype(np.int64)
-                mask[r, pick] = True
-            labels = np.where(mask, items, 0)
+            none = np.flatnonzero(~mask.any(1))  # at least one masked position: a random real one
+            mask[none, L - 1 - (rng.random(len(none)) * real[none].sum(1)).astype(np.int64)] = True
+            if self.last_item_ratio > 0:
+                last_only = rng.random(len(rows)) < self.last_item_ratio
+                mask[last_only] = False
+                mask[last_only, L - 1] = True
             batch = {"users": torch.from_numpy(users), "items": torch.from_numpy(np.where(mask, self.mask_token, items)),
-                     "labels": torch.from_numpy(labels)}
+                     "labels": torch.from_numpy(np.where(mask, items, 0))}
             if self.n_negatives:
-                neg = self._negatives(users, rng, self.max_len).reshape(len(users), self.max_len, self.n_negatives)
+                neg = self._negatives(users, rng, L).reshape(len(users), L, self.n_negatives)
                 batch["negatives"] = torch.from_numpy(np.where(mask[:, :, None], neg, 0))
             yield batch
 

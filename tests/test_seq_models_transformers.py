@@ -270,14 +270,14 @@ def test_bert4rec_scores_from_a_mask_appended_after_the_history(loo):
 
 
 def test_cloze_windows_slide_over_long_sequences_and_can_mask_only_the_last_item():
-    from seq.models.bert4rec import ClozeWindows
+    from seq.data import ClozeBatches
 
     # user 0: items 0..11 (12 items), user 1: 3 items; windows of 5, stride 0.4 * 5 = 2
     rows = [(0, i, 10 * i) for i in range(12)] + [(1, i, i) for i in range(3)]
     data = hand_data(rows, 2, 12)
-    b = ClozeWindows(data, 100, 5, mask_prob=0.3, window_stride=0.4)
+    b = ClozeBatches(data, 100, 5, mask_prob=0.3, window_stride=0.4)
     assert b.users.tolist() == [0, 0, 0, 0, 0, 1] and b.drop.tolist() == [0, 2, 4, 6, 7, 0]
-    assert len(ClozeWindows(data, 100, 5, 0.3).users) == 2  # no stride: the last window only
+    assert len(ClozeBatches(data, 100, 5, 0.3).users) == 2  # no stride: the last window only
     batch = next(iter(b.epoch(np.random.default_rng(0))))
     items, labels, mask = batch["items"], batch["labels"], data.n_items + 1
     original = torch.where(labels > 0, labels, items)
@@ -286,7 +286,7 @@ def test_cloze_windows_slide_over_long_sequences_and_can_mask_only_the_last_item
             (0, 0, 1, 2, 3)} == windows
     assert ((labels > 0) == (items == mask)).all() and (labels > 0).any(1).all()
 
-    last = ClozeWindows(data, 100, 5, mask_prob=0.3, window_stride=0.4, last_item_ratio=1.0)
+    last = ClozeBatches(data, 100, 5, mask_prob=0.3, window_stride=0.4, last_item_ratio=1.0)
     batch = next(iter(last.epoch(np.random.default_rng(0))))
     assert (batch["items"][:, -1] == mask).all() and (batch["labels"][:, :-1] == 0).all()
     assert (batch["items"][:, :-1] != mask).all()

@@ -190,6 +190,9 @@ def test_config_values_are_type_checked_naming_the_key():
 def test_sampled_run_validates_on_the_sampled_metric(tmp_path):
     m = run("bpr", [f"out_dir={tmp_path}", "epochs=1", "sampled=uni100", *FAST], quiet=True)
     assert "ndcg@20[uni100]" in m["valid"] and "ndcg@20[uni100]" in m["test"]
+    assert "ndcg@20" not in m["valid"]  # validation follows the sampled protocol only
+    # the test split is reported both ways; 100 negatives are easier than every item
+    assert m["test"]["ndcg@20[uni100]"] > m["test"]["ndcg@20"] > 0
 
 
 def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path):

@@ -20,7 +20,7 @@ position scores every item. Initialisation: truncated normal, std 0.02 (``initia
 zero biases.
 
 Departures from the official code:
-- Masks are drawn afresh for every batch (:class:`ClozeWindows`, as RecBole), not
+- Masks are drawn afresh for every batch (:class:`seq.data.ClozeBatches`, as RecBole), not
   pre-generated with ``dupe_factor`` 10; every masked position becomes [mask] (the official
   scripts set ``mask_prob`` 1.0, so the 80/10/10 branch never runs there either); each
   position is masked independently (official: exactly ``max(1, round(len * p))`` positions,
@@ -37,69 +37,15 @@ Departures from the official code:
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from gcf.models.registry import register_model
 
+from ..data import ClozeBatches
 from ..layers import TransformerEncoder, padding_mask
 from ..losses import SharedNegatives, next_item_loss
 from .base import SeqRecommender
-
-
-class ClozeWindows:
-    """BERT4Rec's training rows: windows of ``max_len`` training items, each position replaced
-    by [mask] (``n_items + 1``) with probability ``mask_prob`` (at least one per row), as
-    :class:`seq.data.ClozeBatches` (same batch keys: ``items``, ``labels``, ``users``), plus two
-    options of the official data generation / RecBole:
-
-    - ``window_stride`` (official ``prop_sliding_window``): a sequence longer than ``max_len``
-      gives windows ending at its last item, then every ``window_stride * max_len`` items
-      earlier, down to the first ``max_len`` items; 0 = the last window only (ClozeBatches).
-    - ``last_item_ratio`` (RecBole's ``ft_ratio``; the official data adds one such copy per
-      window): that share of the rows masks only its last item, the task ranking asks for.
-
-    One epoch = every window once, shuffled; all randomness from ``epoch``'s ``rng``.
-    """
-
-    def __init__(self, data, batch_size: int, max_len: int, mask_prob: float, window_stride: float = 0.0,
-                 last_item_ratio: float = 0.0):
-        self.seqs = data.sequences
-        self.batch_size, self.max_len, self.mask_prob = int(batch_size), int(max_len), float(mask_prob)
-        self.last_item_ratio, self.mask_token = float(last_item_ratio), data.n_items + 1
-        lengths = self.seqs.lengths
-        users = np.flatnonzero(lengths >= 1)
-        n = lengths[users]
-        stride = max(1, int(round(window_stride * max_len))) if window_stride > 0 else None
-        per_user = np.ones(len(users), dtype=np.int64) if stride is None else \
-            1 + np.maximum(0, -(-(n - max_len) // stride))  # ceil((n - L) / stride) more windows
-        self.users = np.repeat(users, per_user)
-        k = np.arange(len(self.users)) - np.repeat(np.cumsum(per_user) - per_user, per_user)  # window # per user
-        n = np.repeat(n, per_user)
-        ends = n if stride is None else np.maximum(n - k * stride, np.minimum(n, max_len))
-        self.drop = n - ends  # items after the window
-
-    def __len__(self) -> int:
-        return -(-len(self.users) // self.batch_size)
-
-    def epoch(self, rng: np.random.Generator):
-        order = rng.permutation(len(self.users))
-        L = self.max_len
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            items, _ = self.seqs.padded(self.users[rows], L, drop_last=self.drop[rows])  # [B, L]
-            real = items > 0
-            mask = (rng.random(items.shape) < self.mask_prob) & real
-            none = np.flatnonzero(~mask.any(1))  # at least one masked position: a random real one
-            mask[none, L - 1 - (rng.random(len(none)) * real[none].sum(1)).astype(np.int64)] = True
-            if self.last_item_ratio > 0:
-                last_only = rng.random(len(rows)) < self.last_item_ratio
-                mask[last_only] = False
-                mask[last_only, L - 1] = True
-            yield {"users": torch.from_numpy(self.users[rows]),
-                   "items": torch.from_numpy(np.where(mask, self.mask_token, items)),
-                   "labels": torch.from_numpy(np.where(mask, items, 0))}
 
 
 @register_model("bert4rec", family="seq")
@@ -159,7 +105,8 @@ class BERT4Rec(SeqRecommender):
             self.item_embedding.weight[0].zero_()
 
     def batches(self, data, batch_size: int):
-        return ClozeWindows(data, batch_size, self.max_len, self.mask_prob, self.window_stride, self.last_item_ratio)
+        return ClozeBatches(data, batch_size, self.max_len, self.mask_prob, window_stride=self.window_stride,
+                            last_item_ratio=self.last_item_ratio)
 
     # ------------------------------------------------------------ network
     def hidden(self, items: torch.Tensor) -> torch.Tensor:

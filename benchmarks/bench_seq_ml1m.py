@@ -1,0 +1,123 @@
+"""Sequence models on MovieLens-1M, leave-one-out: the papers' protocols and the full-ranking
+anchors of Klenitskiy & Vasilev (RecSys 2023), with the training time on this machine.
+
+Data: ``dataset=ml-1m`` (items with fewer than 5 ratings dropped: 6,040 users, 3,416 items,
+999,611 interactions, the SASRec/BERT4Rec form), last item = test, second-last = valid, the
+history (train, + valid for test) masked.
+
+Variants (``--variants``, each one ``python -m seq.train`` run with the overrides below):
+
+- ``sasrec-ce``: SASRec+ (full softmax cross-entropy at every position), the SASRec+ paper's
+  settings: max_len 200, hidden 64, 2 blocks, 1 head, dropout 0.1, batch 128, lr 1e-3, patience
+  10; full ranking. Targets (core issue): test HR@10 >= 0.30, NDCG@10 >= 0.175, in under 30
+  minutes of training on 2 cores. Anchors: SASRec+ 0.3152 / 0.1821 (540 s on a GPU), RecTools
+  0.3058 / 0.1779, gSASRec 0.3003 / 0.1726, BERT4Rec 0.2843 / 0.1537, SASRec-BCE 0.2500 / 0.1341.
+- ``sasrec-bce``: SASRec as in its paper (BCE, one negative per position, hidden 50, max_len
+  200, dropout 0.2, batch 128, lr 1e-3), validated and tested against 100 uniform negatives
+  (``sampled=uni100``; the paper's protocol), full ranking reported next to it. Target: HR@10
+  >= 0.80 and NDCG@10 >= 0.57 (paper 0.8245 / 0.5905).
+- ``bert4rec-ce``: BERT4Rec (cloze, CE), max_len 200, the official ML-1M model (hidden 64, 2
+  layers, 2 heads, mask prob 0.2); full ranking. Target HR@10 >= 0.26, NDCG@10 >= 0.14.
+
+For each: the validation curve, seconds per epoch, the training time to the best epoch and the
+time at which validation NDCG@10 first reached the test target (a proxy of "time to target":
+the test split is ranked once, at the end). One run at a time, alone on the machine,
+``OMP_NUM_THREADS`` threads (2 by default). Resumable: a variant already in the JSON is not
+re-run (``--force`` re-runs); a killed variant resumes from its ``last.pt``.
+
+    GCF_DATA_DIR=../shared/data python benchmarks/bench_seq_ml1m.py --variants sasrec-ce,sasrec-bce
+
+Writes ``benchmarks/results/seq_ml-1m.json`` and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import seq.models  # noqa: E402,F401  (registers the sequence models)
+from gcf.train import run  # noqa: E402
+
+VARIANTS = {
+    "sasrec-ce": ("sasrec", ["loss=ce", "max_len=200", "hidden_size=64", "hidden_dropout_prob=0.1",
+                             "attn_dropout_prob=0.1", "batch_size=128", "learning_rate=0.001", "epochs=100",
+                             "stopping_step=10"], {"hit@10": 0.30, "ndcg@10": 0.175}),
+    "sasrec-bce": ("sasrec", ["loss=bce", "max_len=200", "hidden_size=50", "inner_size=50", "hidden_dropout_prob=0.2",
+                              "attn_dropout_prob=0.2", "batch_size=128", "learning_rate=0.001", "epochs=200",
+                              "stopping_step=5", "eval_step=5", "sampled=uni100"],
+                   {"hit@10[uni100]": 0.80, "ndcg@10[uni100]": 0.57}),
+    "bert4rec-ce": ("bert4rec", ["max_len=200", "batch_size=128", "learning_rate=0.001", "epochs=200",
+                                 "stopping_step=5", "eval_step=5"], {"hit@10": 0.26, "ndcg@10": 0.14}),
+}
+
+
+def time_to(history, metric, target):
+    total = 0.0
+    for h in history:
+        total += h["sec"]
+        if h.get("valid", {}).get(metric, -1) >= target:
+            return total, h["epoch"]
+    return None, None
+
+
+def table(results):
+    print("\nML-1M, leave-one-out (6,040 users, 3,416 items), test split, history masked; "
+          "2 CPU cores\n")
+    print("| variant | protocol | HR@10 | NDCG@10 | target | epochs (best) | s/epoch | train s to best | "
+          "train s until valid NDCG@10 >= target |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        if name not in VARIANTS:
+            continue
+        targets = VARIANTS[name][2]
+        hk, nk = list(targets)
+        t = r["test"]
+        to_best = sum(h["sec"] for h in r["history"][:r["best_epoch"]])
+        reach, ep = time_to(r["history"], nk, targets[nk])
+        proto = "uni100" if "[uni100]" in nk else "full"
+        ok = "met" if t[hk] >= targets[hk] and t[nk] >= targets[nk] else "not met"
+        print(f"| {name} | {proto} | {t[hk]:.4f} | {t[nk]:.4f} | {targets[hk]} / {targets[nk]} ({ok}) | "
+              f"{r['epochs']} ({r['best_epoch']}) | {r['sec_per_epoch']:.1f} | {to_best:.0f} | "
+              f"{'%.0f (epoch %d)' % (reach, ep) if reach else 'not reached'} |")
+        if proto == "uni100":
+            print(f"| {name} | full | {t['hit@10']:.4f} | {t['ndcg@10']:.4f} | | | | | |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", default="sasrec-ce,sasrec-bce,bert4rec-ce")
+    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--extra", default="", help="extra key=value overrides for every variant, comma-separated")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--out", default=str(HERE / "results" / "seq_ml-1m.json"))
+    args = p.parse_args()
+    data_dir = os.environ.get("GCF_DATA_DIR", str(HERE.parents[1] / "shared" / "data"))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for name in args.variants.split(","):
+        if name not in VARIANTS:
+            raise SystemExit(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+        if name in results and not args.force:
+            continue
+        model, overrides = VARIANTS[name][:2]
+        extra = [e for e in args.extra.split(",") if e]
+        m = run(model, ["dataset=ml-1m", f"data_dir={data_dir}", f"seed={args.seed}", "progress=false",
+                        "resume=true", f"out_dir=runs/bench-seq-ml1m/{name}", *overrides, *extra],
+                quiet=False, family="seq")
+        results[name] = {k: m[k] for k in ("test", "valid", "sec_per_epoch", "epochs", "best_epoch", "train_sec",
+                                           "history")}
+        results[name]["overrides"] = overrides + extra
+        results[name]["threads"] = os.environ.get("OMP_NUM_THREADS")
+        out.write_text(json.dumps(results, indent=2))
+    table(results)
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
