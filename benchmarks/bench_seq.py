@@ -1,10 +1,11 @@
 """Sequence models: accuracy on ml-100k leave-one-out next to Pop and RecBole, and speed against
 RecBole 1.2.1 in the same run (time to reach RecBole's validation NDCG@10).
 
-Accuracy (``--accuracy``): every model through ``python -m seq.train MODEL dataset=ml-100k``
-(shipped defaults, early stopping on valid NDCG@10), full ranking over all items with the
-history masked, test split, seeds ``--seeds`` (the seed sets the model and sampling streams;
-leave-one-out has no random split). RecBole's numbers: ``../shared/benchmarks-peers.md``
+Accuracy (``--accuracy``): every model through ``python -m seq.train MODEL dataset=D``
+for each of ``--datasets`` (shipped defaults, early stopping on valid NDCG@10), full ranking
+over all items with the history masked, test split, seeds ``--seeds`` (the seed sets the model
+and sampling streams; leave-one-out has no random split); ``--jobs`` runs at a time, one torch
+thread each (accuracy does not depend on it; the train times then are per core). RecBole's numbers: ``../shared/benchmarks-peers.md``
 (20 epochs for SASRec, 30 for GRU4Rec, CE, max_len 50).
 
 Speed (``--speed``): SASRec and GRU4Rec at RecBole's settings (max_len 50, hidden 64, 2 layers
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -56,30 +58,41 @@ def fmt(xs):
     return f"{statistics.mean(xs):.4f} +- {statistics.stdev(xs):.4f}"
 
 
-def accuracy(models, seeds, data_dir, results, save):
+def _train_one(job):
+    """One accuracy run in a worker process (one torch thread: small models gain nothing from a
+    second one, and two single-thread workers use both cores)."""
+    import torch
+    torch.set_num_threads(1)
+    dataset, model, seed, data_dir = job
+    m = run(model, [f"dataset={dataset}", f"data_dir={data_dir}", "progress=false", f"seed={seed}",
+                    f"out_dir=runs/bench-seq/{dataset}/{model}-{seed}", "resume=true"], quiet=True, family="seq")
+    return job, {k: m[k] for k in ("test", "valid", "sec_per_epoch", "epochs", "best_epoch", "train_sec")}
+
+
+def accuracy(datasets, models, seeds, data_dir, results, save, jobs):
     acc = results.setdefault("accuracy", {})
-    for model in models:
-        for seed in seeds:
-            key = f"{model}/{seed}"
-            if key in acc:
-                continue
-            m = run(model, ["dataset=ml-100k", f"data_dir={data_dir}", "progress=false", f"seed={seed}",
-                            f"out_dir=runs/bench-seq/{model}-{seed}"], quiet=True, family="seq")
-            acc[key] = {k: m[k] for k in ("test", "valid", "sec_per_epoch", "epochs", "best_epoch", "train_sec")}
-            print(f"{model} seed {seed}: HR@10 {m['test']['hit@10']:.4f} NDCG@10 {m['test']['ndcg@10']:.4f} "
-                  f"({m['epochs']} epochs, {m['train_sec']:.0f} s)", file=sys.stderr)
+    todo = [(d, m, s, data_dir) for d in datasets for m in models for s in seeds if f"{d}/{m}/{s}" not in acc]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(jobs) as pool:
+        for (dataset, model, seed, _), r in pool.imap_unordered(_train_one, todo):
+            acc[f"{dataset}/{model}/{seed}"] = r
+            print(f"{dataset} {model} seed {seed}: HR@10 {r['test']['hit@10']:.4f} NDCG@10 {r['test']['ndcg@10']:.4f} "
+                  f"({r['epochs']} epochs, {r['train_sec']:.0f} s)", file=sys.stderr, flush=True)
             save()
-    print("\nml-100k, leave-one-out, full ranking, test split (mean +- std over seeds " +
-          ",".join(map(str, seeds)) + ")\n")
-    print("| model | HR@10 | NDCG@10 | MRR@10 | epochs (median) | train s (median) | RecBole HR@10 | RecBole NDCG@10 |")
-    print("|---|---|---|---|---|---|---|---|")
-    for model in models:
-        rows = [acc[f"{model}/{s}"] for s in seeds if f"{model}/{s}" in acc]
-        peer = RECBOLE.get(model)
-        peer_cols = f"{peer[0]:.4f} | {peer[1]:.4f}" if peer else "- | -"
-        print(f"| {model} | {fmt([r['test']['hit@10'] for r in rows])} | {fmt([r['test']['ndcg@10'] for r in rows])} "
-              f"| {fmt([r['test']['mrr@10'] for r in rows])} | {statistics.median(r['epochs'] for r in rows):.0f} | "
-              f"{statistics.median(r['train_sec'] for r in rows):.0f} | {peer_cols} |")
+    for dataset in datasets:
+        print(f"\n{dataset}, leave-one-out, full ranking, test split (mean +- std over seeds " +
+              ",".join(map(str, seeds)) + f"; {jobs} runs at a time, one torch thread each)\n")
+        print("| model | HR@10 | NDCG@10 | MRR@10 | epochs (median) | train s (median) | RecBole HR@10 | RecBole NDCG@10 |")
+        print("|---|---|---|---|---|---|---|---|")
+        for model in models:
+            rows = [acc[f"{dataset}/{model}/{s}"] for s in seeds if f"{dataset}/{model}/{s}" in acc]
+            if not rows:
+                continue
+            peer = RECBOLE.get(model) if dataset == "ml-100k" else None
+            peer_cols = f"{peer[0]:.4f} | {peer[1]:.4f}" if peer else "- | -"
+            print(f"| {model} | {fmt([r['test']['hit@10'] for r in rows])} | {fmt([r['test']['ndcg@10'] for r in rows])} "
+                  f"| {fmt([r['test']['mrr@10'] for r in rows])} | {statistics.median(r['epochs'] for r in rows):.0f} | "
+                  f"{statistics.median(r['train_sec'] for r in rows):.0f} | {peer_cols} |")
 
 
 def time_to_reach(secs, scores, target):
@@ -139,6 +152,8 @@ def main() -> None:
     p.add_argument("--speed", action="store_true")
     p.add_argument("--models", default="pop,gru4rec,narm,caser,fpmc,transrec,sasrec,tisasrec,bert4rec")
     p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--datasets", default="ml-100k", help="accuracy: comma-separated, e.g. ml-100k,ml-latest-small")
+    p.add_argument("--jobs", type=int, default=2, help="accuracy: runs at a time (one torch thread each)")
     p.add_argument("--epochs", type=int, default=60, help="our epochs in the speed run")
     p.add_argument("--recbole-python", default=None)
     p.add_argument("--recbole-epochs", default="sasrec=20,gru4rec=30")
@@ -153,7 +168,8 @@ def main() -> None:
         out.write_text(json.dumps(results, indent=2))
 
     if args.accuracy:
-        accuracy(args.models.split(","), [int(s) for s in args.seeds.split(",")], data_dir, results, save)
+        accuracy(args.datasets.split(","), args.models.split(","), [int(s) for s in args.seeds.split(",")], data_dir,
+                 results, save, args.jobs)
     if args.speed:
         rec_epochs = {k: int(v) for k, v in (kv.split("=") for kv in args.recbole_epochs.split(","))}
         speed(data_dir, args.recbole_python, rec_epochs, args.epochs, results, save)

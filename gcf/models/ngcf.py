@@ -56,23 +56,29 @@ class NGCF(Recommender):
         for p in self.parameters():
             nn.init.xavier_uniform_(p.unsqueeze(0) if p.dim() == 1 else p)
 
-    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Concatenated layer outputs for users ``[U, d*]`` and items ``[I, d*]``."""
+    def propagate(self, nodes: torch.Tensor | None = None):
+        """Concatenated layer outputs ``[e0 | ~e1 | ... | ~eL]``: for users ``[U, d*]`` and items
+        ``[I, d*]``, or, given node ids ``nodes [M]`` (users ``0..U-1``, items ``U..U+I-1``),
+        for those rows only ``[M, d*]``. The normalised copies and the last layer are computed
+        only for the rows asked for (no layer reads them), the same values as the full pass."""
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])  # [U+I, d]
         adj = self.graph.dropout(self.node_dropout) if self.training and self.node_dropout > 0 else None
-        outputs = [x]
-        for w1, w2 in zip(self.w1, self.w2):
+        outputs = [x if nodes is None else x[nodes]]
+        last = len(self.w1) - 1
+        for k, (w1, w2) in enumerate(zip(self.w1, self.w2)):
             side = self.graph.propagate(x) if adj is None else torch.sparse.mm(adj, x)  # L E
+            if nodes is not None and k == last:  # the last layer feeds only the output rows
+                side, x = side[nodes], x[nodes]
             x = F.leaky_relu(w1(side + x) + w2(side * x), negative_slope=0.2)
             x = F.dropout(x, self.message_dropout, self.training)
-            outputs.append(F.normalize(x, p=2, dim=1))
+            outputs.append(F.normalize(x if nodes is None or k == last else x[nodes], p=2, dim=1))
         out = torch.cat(outputs, 1)
-        return out[: self.n_users], out[self.n_users:]
+        return out if nodes is not None else (out[: self.n_users], out[self.n_users:])
 
     def loss(self, batch) -> torch.Tensor:
         users, pos, neg = batch
-        user_all, item_all = self.propagate()
-        u, p, n = user_all[users], item_all[pos], item_all[neg]
+        nodes, inverse = torch.unique(torch.cat([users, pos + self.n_users, neg + self.n_users]), return_inverse=True)
+        u, p, n = self.propagate(nodes)[inverse].split(len(users))
         loss = bpr_loss((u * p).sum(1), (u * n).sum(1))
         return loss + self.reg_weight * l2_rows(u, p, n) / len(users)
 
