@@ -1,7 +1,8 @@
 """Configs: YAML files in ``configs/`` plus ``key=value`` overrides, validated.
 
 ``resolve_config("lightgcn", ["dataset=ml-100k", "n_layers=2"])`` merges, lowest first,
-``configs/base.yaml``, ``configs/data/<dataset>.yaml``, the model family's
+``configs/base.yaml``, ``configs/data/<dataset>.yaml``, the task's ``configs/task/<task>.yaml``
+(``task=ranking``, the default, or ``task=ctr``: click labels from ratings, AUC and LogLoss), the model family's
 ``configs/family/<family>.yaml`` (``seq`` for the sequence models: leave-one-out, HR/NDCG at
 5/10/20), the ``train:`` section of ``configs/model/<model>.yaml``, the model's own keys (its
 ``model:`` section), and the overrides. A key that none of these files defines is an error
@@ -39,6 +40,19 @@ def family_yaml(family: str | None) -> dict:
     if not path.exists():
         raise ValueError(f"no family config {path}")
     return read_yaml(path)
+
+
+def task_yaml(task: str | None) -> dict:
+    """The keys of ``configs/task/<task>.yaml`` (``{}`` for the default task, ranking, when it
+    has no file)."""
+    folder = config_dir() / "task"
+    path = folder / f"{task}.yaml"
+    if path.exists():
+        return read_yaml(path)
+    if task in (None, "ranking"):
+        return {}
+    known = sorted({"ranking", *(p.stem for p in folder.glob("*.yaml"))})
+    raise ValueError(f"unknown task {task!r} (no {path}); known tasks: {', '.join(known)}")
 
 
 def parse_overrides(args) -> dict:
@@ -118,8 +132,11 @@ def resolve_config(model: str, overrides=(), family: str | None = None) -> tuple
     fam = family_yaml(family)
     dataset = overrides.get("dataset", train_keys.get("dataset", fam.get("dataset", base["dataset"])))
     data_keys = dataset_config(dataset)
-    valid = set(base) | set(data_keys) | set(fam) | set(model_keys)
-    for source, keys in ((f"configs/family/{family}.yaml", fam), (f"configs/model/{model}.yaml train:", train_keys)):
+    task = overrides.get("task", train_keys.get("task", fam.get("task", data_keys.get("task", base.get("task")))))
+    task_keys = task_yaml(task)
+    valid = set(base) | set(data_keys) | set(task_keys) | set(fam) | set(model_keys)
+    for source, keys in ((f"configs/task/{task}.yaml", task_keys), (f"configs/family/{family}.yaml", fam),
+                         (f"configs/model/{model}.yaml train:", train_keys)):
         bad = set(keys) - valid
         if bad:
             raise ValueError(f"{source} unknown key(s) {sorted(bad)}")
@@ -127,7 +144,7 @@ def resolve_config(model: str, overrides=(), family: str | None = None) -> tuple
     if bad:
         raise ValueError(f"unknown key(s) {', '.join(map(repr, bad))} for model {model!r}; valid keys: "
                          f"{', '.join(sorted(valid))}")
-    defaults = {**base, **data_keys, **fam, **train_keys, **model_keys}
+    defaults = {**base, **data_keys, **task_keys, **fam, **train_keys, **model_keys}
     cfg = dict(defaults)
     cfg.update(check_types(overrides, defaults, f"model {model!r}"))
     cfg["model"] = model.lower()

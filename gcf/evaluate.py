@@ -11,6 +11,10 @@ items are taken with ``torch.topk`` and compared with the held-out set. Memory i
 (popularity-weighted) negatives instead, each user's drawn from that user's own seeded stream
 (so they do not depend on the batch size either); those keys carry the label, e.g.
 ``ndcg@10[uni100]``.
+
+Labelled rows (``task=ctr``: each held-out row a click or not) are not ranked but scored one
+by one: :func:`evaluate_labelled` gives AUC and LogLoss over all rows of the part from
+``model.score_rows`` (logits).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import torch
 
 from .data.sampler import sample_distinct_negatives
 from .data.split import Split
-from .metrics import METRICS, topk_metrics
+from .metrics import LABELLED_METRICS, METRICS, labelled_metrics, topk_metrics
 
 
 def _sampled_spec(sampled: str) -> tuple[str, int]:
@@ -112,3 +116,23 @@ def _sampled_hits(scores, batch, target: sp.csr_matrix, seen: sp.csr_matrix, sam
     cand_scores = cand_scores.masked_fill(pad, float("-inf"))
     order = torch.argsort(cand_scores, dim=1, descending=True, stable=True)
     return is_pos.gather(1, order).float(), torch.from_numpy(n_rel).to(device)
+
+
+@torch.no_grad()
+def evaluate_labelled(model, split: Split, part: str = "test", metrics=LABELLED_METRICS, batch_size: int = 4096
+                      ) -> dict:
+    """AUC and LogLoss of ``model.score_rows`` (logits) on the labelled rows of ``part``
+    (``task=ctr``); the model is given the part's history as in ranking."""
+    if part not in ("valid", "test"):
+        raise ValueError(f"part must be 'valid' or 'test', got {part!r}")
+    rows = getattr(split, part)
+    if rows.labels is None:
+        raise ValueError(f"the {part} split has no click labels: labelled evaluation needs task=ctr "
+                         "(label_threshold, configs/task/ctr.yaml)")
+    if len(rows) == 0:
+        raise ValueError(f"the {part} split is empty: nothing to evaluate ({split.method})")
+    was_training = model.training
+    model.eval()
+    logits = model.score_rows(rows, split.history(part), batch_size=batch_size)
+    model.train(was_training)
+    return labelled_metrics(rows.labels, logits.double().cpu().numpy(), metrics)

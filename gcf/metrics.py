@@ -15,10 +15,17 @@ least one held-out item. The definitions are RecBole's, so numbers are comparabl
 
 Sampled variants rank the held-out items among N sampled negatives; the evaluator labels
 them ``ndcg@10[uni100]`` / ``ndcg@10[pop100]`` so they are never mistaken for full ranking.
+
+Labelled rows (``task=ctr``) are scored with :func:`roc_auc` and :func:`log_loss` over all
+rows of a part at once (RecBole's AUC and LogLoss, scikit-learn's ``roc_auc_score`` and
+``log_loss``; a test checks both against scikit-learn on the same arrays).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy.special import expit
+from scipy.stats import rankdata
 
 METRICS = ("recall", "ndcg", "precision", "hit", "mrr", "map")
 
@@ -81,3 +88,42 @@ def auc(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """Per-row AUC of positive vs negative scores (ties count one half): ``[B, P]``, ``[B, N]``."""
     diff = pos_scores.unsqueeze(2) - neg_scores.unsqueeze(1)  # [B, P, N]
     return ((diff > 0).float() + 0.5 * (diff == 0).float()).mean((1, 2))
+
+
+LABELLED_METRICS = ("auc", "logloss")
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve: ``(sum of the positives' ranks - P(P+1)/2) / (P N)``, the
+    Mann-Whitney form, ties sharing their mean rank (so a tie counts one half)."""
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    ranks = rankdata(np.asarray(scores, dtype=np.float64).ravel())
+    n_pos = float(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"AUC needs both classes; got {int(n_pos)} positive and {int(n_neg)} negative labels")
+    return float((ranks[y > 0].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def log_loss(labels, probs) -> float:
+    """Mean binary cross-entropy ``-[y log p + (1 - y) log(1 - p)]``, ``p`` clipped to
+    ``[eps, 1 - eps]`` with float64's machine epsilon (as scikit-learn)."""
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    eps = np.finfo(np.float64).eps
+    p = np.clip(np.asarray(probs, dtype=np.float64).ravel(), eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def labelled_metrics(labels, logits, names=LABELLED_METRICS) -> dict[str, float]:
+    """``{"auc": ..., "logloss": ...}`` of scores given as logits (probability = sigmoid)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    out = {}
+    for name in names:
+        if name == "auc":
+            out["auc"] = roc_auc(labels, logits)  # monotone in the probability
+        elif name == "logloss":
+            out["logloss"] = log_loss(labels, expit(logits))
+        else:
+            raise ValueError(f"unknown metric {name!r} for labelled rows (task=ctr); expected one of "
+                             f"{', '.join(LABELLED_METRICS)}")
+    return out

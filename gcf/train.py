@@ -5,6 +5,7 @@ Examples::
     python -m gcf.train lightgcn                       # embedded MovieLens latest-small
     python -m gcf.train lightgcn dataset=ml-100k data_dir=../shared/data n_layers=2
     python -m gcf.train ease dataset=ml-100k reg_weight=500 device=cpu
+    python -m gcf.train deepfm dataset=ml-100k data_dir=../shared/data task=ctr   # AUC and LogLoss
 
 A run writes to ``out_dir`` (default ``runs/<model>-<dataset>``): ``config.yaml`` (the
 resolved config, the split and a hash of the input files), ``train.log``, ``best.pt`` /
@@ -88,6 +89,8 @@ def run(model: str, overrides=(), quiet: bool = False, family: str | None = None
 def format_table(metrics: dict) -> str:
     """The test metrics as a Markdown table, one row per metric, one column per cut-off."""
     test = metrics["test"]
+    if not any("@" in k for k in test):  # task=ctr: auc, logloss
+        return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in test.items()])
     names = list(dict.fromkeys(k.split("@")[0] for k in test))
     cutoffs = sorted({k.split("@")[1] for k in test}, key=lambda s: int(s.split("[")[0]))
     lines = ["| metric | " + " | ".join(f"@{c}" for c in cutoffs) + " |",

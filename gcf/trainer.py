@@ -10,9 +10,12 @@ written every epoch, so ``resume=True`` continues a killed run and reaches the s
 as an uninterrupted one. Checkpoints hold only tensors and plain values:
 ``torch.load(path, weights_only=True)`` reads them. The test split is ranked once, at the end,
 with the best checkpoint. Closed-form models (``batch_kind is None``) are fitted once.
+With ``task=ctr`` the parts hold labelled rows and are scored, not ranked: validation and test
+give AUC and LogLoss (:func:`gcf.evaluate.evaluate_labelled`), and ``valid_metric`` is ``auc``.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -24,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .data.split import Split
 from .data.train_data import TrainData
-from .evaluate import evaluate
+from .evaluate import evaluate, evaluate_labelled
 from .models.base import Recommender
 
 log = logging.getLogger("gcf")
@@ -107,6 +110,9 @@ class Trainer:
         """Metrics of ``part``; ``sampled=True`` follows the config's ``sampled`` protocol,
         ``None`` forces full ranking."""
         c = self.cfg
+        if c.get("task", "ranking") == "ctr":
+            return evaluate_labelled(self.model, self.split, part, metrics=c["metrics"],
+                                     batch_size=int(c["eval_batch_size"]))
         return evaluate(self.model, self.split, part, ks=c["topk"], metrics=c["metrics"],
                         batch_size=int(c["eval_batch_size"]), device=self.device,
                         sampled=c.get("sampled") if sampled is True else sampled, seed=int(c["seed"]))
@@ -127,7 +133,8 @@ class Trainer:
         if self.out_dir:
             torch.save({"model": self.model.state_dict(), "epoch": epoch, "valid": valid}, self._path("best.pt"))
         else:  # keep the best weights in memory
-            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self._best_state = {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+                                for k, v in self.model.state_dict().items()}  # extra state: plain values
 
     def _load_best(self) -> None:
         path = self._path("best.pt")

@@ -25,6 +25,8 @@ class Interactions:
         user_features, item_features: per-entity side features, each a dict of
             column name -> array (or list) aligned with the dense ids.
         source: a short description (file paths) for messages and configs.
+        labels: optional ``float32`` 0/1 array, one click label per row (``task=ctr``, see
+            :meth:`labelled`); ``None`` for implicit feedback (every row a positive).
     """
 
     users: np.ndarray
@@ -36,13 +38,14 @@ class Interactions:
     user_features: dict = field(default_factory=dict)
     item_features: dict = field(default_factory=dict)
     source: str = ""
+    labels: np.ndarray | None = None
 
     def __post_init__(self):
         self.users = np.asarray(self.users, dtype=np.int64)
         self.items = np.asarray(self.items, dtype=np.int64)
         if self.users.shape != self.items.shape:
             raise ValueError(f"{self.source}: users and items differ in length")
-        for name in ("ratings", "timestamps"):
+        for name in ("ratings", "timestamps", "labels"):
             col = getattr(self, name)
             if col is not None and len(col) != len(self.users):
                 raise ValueError(f"{self.source}: column {name!r} has {len(col)} rows, expected {len(self.users)}")
@@ -90,7 +93,7 @@ class Interactions:
         """Rows selected by a boolean mask or an index array; the id space is kept."""
         take = lambda a: None if a is None else a[mask_or_index]  # noqa: E731
         return replace(self, users=self.users[mask_or_index], items=self.items[mask_or_index],
-                       ratings=take(self.ratings), timestamps=take(self.timestamps))
+                       ratings=take(self.ratings), timestamps=take(self.timestamps), labels=take(self.labels))
 
     def to_csr(self, binary: bool = True) -> sp.csr_matrix:
         """``n_users x n_items`` CSR matrix; duplicates are merged (1 when ``binary``)."""
@@ -118,6 +121,19 @@ class Interactions:
         if self.ratings is None:
             raise ValueError(f"{self.source}: rating_threshold={threshold} but the data has no rating column")
         return self.subset(self.ratings >= threshold)
+
+    def labelled(self, threshold: float, drop: tuple[float, float] | list | None = None) -> "Interactions":
+        """Click labels from ratings (``task=ctr``): rows whose rating lies in the closed range
+        ``drop = [low, high]`` are removed (RecBole's ``val_interval``; ``[3, 3]`` drops the 3s),
+        the others get ``label = rating >= threshold`` (1.0 or 0.0)."""
+        if self.ratings is None:
+            raise ValueError(f"{self.source}: click labels (label_threshold={threshold}) need a rating column")
+        inter = self
+        if drop is not None:
+            if len(drop) != 2 or drop[0] > drop[1]:
+                raise ValueError(f"drop_ratings must be [low, high] with low <= high, got {drop!r}")
+            inter = self.subset(~((self.ratings >= drop[0]) & (self.ratings <= drop[1])))
+        return replace(inter, labels=(inter.ratings >= threshold).astype(np.float32))
 
     def dedup(self) -> "Interactions":
         """Drop repeated (user, item) pairs, keeping the latest (or first) occurrence."""

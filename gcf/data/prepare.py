@@ -6,16 +6,28 @@ import re
 from pathlib import Path
 
 from .datasets import load_dataset
+from .fields import parse_fields
 from .interactions import Interactions
 from .split import Split, make_split
 
 
 def load_split(cfg: dict) -> Split:
-    """Load ``cfg['dataset']`` and apply ``rating_threshold``, ``user_k``/``item_k`` and ``split``."""
+    """Load ``cfg['dataset']`` and apply ``rating_threshold``, ``user_k``/``item_k`` and ``split``.
+
+    With ``label_threshold`` set (``task=ctr``, ``configs/task/ctr.yaml``) every row gets a click
+    label (``rating >= label_threshold``) after the rows rated within ``drop_ratings`` are
+    removed (:meth:`Interactions.labelled`). The dataset's declared ``fields`` are checked here
+    (an unknown key, type or source is an error naming it) and travel with the split."""
+    fields = parse_fields(cfg.get("fields"))  # fail before loading anything
     inter, test = load_dataset(cfg["dataset"], cfg.get("data_dir"),
                                **{k: cfg[k] for k in ("format", "path") if cfg.get(k) is not None})
     threshold = cfg.get("rating_threshold")
     inter = inter.implicit(threshold)
+    if cfg.get("label_threshold") is not None:
+        if test is not None:
+            raise ValueError(f"dataset {cfg['dataset']!r} has a fixed test file: click labels (task=ctr) need "
+                             "a dataset split by the run")
+        inter = inter.labelled(float(cfg["label_threshold"]), cfg.get("drop_ratings"))
     if test is not None:
         if cfg.get("user_k") or cfg.get("item_k"):
             raise ValueError(f"dataset {cfg['dataset']!r} has a fixed test file: user_k/item_k filtering "
@@ -28,6 +40,7 @@ def load_split(cfg: dict) -> Split:
     for part in ("train", "test"):
         if len(getattr(split, part)) == 0:
             raise ValueError(f"dataset {cfg['dataset']!r}: the {part} split is empty after filtering ({split.summary()})")
+    split.fields = None if fields is None else [f.to_dict() for f in fields]
     return split
 
 

@@ -3,6 +3,8 @@
 - :func:`random_ratio`: per user, a random ``8:1:1`` (RecBole's ``RS``), with RecBole's rule
   for small users (every non-zero ratio gets at least one interaction while the train part
   keeps more than one).
+- :func:`global_random`: one random ``8:1:1`` over all rows, users ignored (RecBole's ``RS``
+  with ``group_by: None``, the protocol of its context-aware (CTR) benchmark).
 - :func:`temporal`: one global cut in time (the oldest 80% train, ...).
 - :func:`leave_one_out`: per user by time, last = test, second-last = valid.
 - :func:`fixed`: the source's own train/test files; a validation part is carved out of train
@@ -29,6 +31,7 @@ class Split:
     test: Interactions
     method: str = ""
     _csr: dict = field(default_factory=dict, repr=False)
+    fields: list | None = None  # the dataset's declared feature fields (gcf.data.fields), for feature models
 
     def __post_init__(self):
         for part in ("valid", "test"):
@@ -132,6 +135,18 @@ def random_ratio(inter: Interactions, ratios=(0.8, 0.1, 0.1), seed: int = 2020) 
     return _from_parts(inter, part, f"random_ratio{tuple(ratios)} seed={seed}")
 
 
+def global_random(inter: Interactions, ratios=(0.8, 0.1, 0.1), seed: int = 2020) -> Split:
+    """One seeded random split of all rows by ``ratios``, whatever their user (RecBole's ``RS``
+    with ``group_by: None``: its counts, ``floor(ratio x n)`` for valid and test, the rest train)."""
+    if len(ratios) != 3:
+        raise ValueError(f"split ratios must be three numbers (train, valid, test), got {ratios}")
+    order = np.random.default_rng(seed).permutation(len(inter))
+    n_train, n_valid, _ = _recbole_counts(np.array([len(inter)]), ratios)[0]
+    part = np.empty(len(inter), dtype=np.int64)
+    part[order] = np.where(np.arange(len(inter)) < n_train, 0, np.where(np.arange(len(inter)) < n_train + n_valid, 1, 2))
+    return _from_parts(inter, part, f"global_random{tuple(ratios)} seed={seed}")
+
+
 def temporal(inter: Interactions, ratios=(0.8, 0.1, 0.1)) -> Split:
     """Global cut in time: the oldest ``ratios[0]`` of all interactions train, then valid, test."""
     if inter.timestamps is None:
@@ -183,6 +198,8 @@ def make_split(inter: Interactions, method: str, ratios=(0.8, 0.1, 0.1), seed: i
     test = None if test is None else test.dedup()
     if method == "random":
         return random_ratio(inter, ratios, seed)
+    if method == "global_random":
+        return global_random(inter, ratios, seed)
     if method == "temporal":
         return temporal(inter, ratios)
     if method == "loo":
@@ -191,4 +208,4 @@ def make_split(inter: Interactions, method: str, ratios=(0.8, 0.1, 0.1), seed: i
         if test is None:
             raise ValueError("split=fixed needs a dataset with its own test file")
         return fixed(inter, test, valid_ratio, seed)
-    raise ValueError(f"unknown split {method!r}; expected one of: random, temporal, loo, fixed")
+    raise ValueError(f"unknown split {method!r}; expected one of: random, global_random, temporal, loo, fixed")

@@ -17,9 +17,10 @@ class TrainData:
 
     ``train`` is the binary ``n_users x n_items`` CSR matrix (CF models); ``interactions``
     keeps every training row in file order with its timestamp, rating and the side features
-    (sequence and feature models); ``sequences`` is each user's training items in time order;
-    ``fingerprint`` identifies the split's training part (latents trained on another split
-    are refused with it).
+    (sequence and feature models; with ``task=ctr`` also each row's click label);
+    ``sequences`` is each user's training items in time order; ``fields`` the dataset's
+    declared feature fields (feature models; ``None``: ids only); ``fingerprint`` identifies
+    the split's training part (latents trained on another split are refused with it).
     """
 
     n_users: int
@@ -31,12 +32,13 @@ class TrainData:
     user_ids: np.ndarray | None = None
     interactions: Interactions | None = None
     fingerprint: str | None = None
+    fields: list | None = None  # declared feature fields (dicts, gcf.data.fields); None: user_id and item_id
 
     @classmethod
     def from_split(cls, split) -> "TrainData":
         t = split.train
         return cls(split.n_users, split.n_items, split.csr("train"), t.item_features, t.user_features, t.item_ids,
-                   t.user_ids, t, split.fingerprint())
+                   t.user_ids, t, split.fingerprint(), getattr(split, "fields", None))
 
     @cached_property
     def sequences(self) -> Sequences:

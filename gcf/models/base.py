@@ -18,6 +18,9 @@ are exactly the keys of ``configs/model/<name>.yaml``. Models register in
   (:class:`gcf.data.sequences.Sequences`) is what the model may know when ranking: the
   training part for validation, train + validation for test; CF models ignore it (they
   score from their training data), sequence models read the users' histories from it.
+- ``score_rows(rows, history) -> [N]``: one score (a logit) per row of an
+  :class:`~gcf.data.interactions.Interactions` (labelled evaluation, ``task=ctr``); by default
+  the user's row of ``score`` at the row's item, feature models encode the rows' fields.
 - ``latents() -> (user [n_users, d], item [n_items, d])``: the representations that
   ``bridges/`` feeds to sequence models; models without a latent space raise.
 - Optional: ``param_groups()`` (per-module learning rates), ``start_epoch(epoch)`` (schedules
@@ -70,6 +73,20 @@ class Recommender(nn.Module):
 
     def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
         raise NotImplementedError
+
+    @torch.no_grad()
+    def score_rows(self, rows, history=None, batch_size: int = 1024) -> torch.Tensor:
+        """``[N]`` scores of the (user, item) rows of ``rows`` (an Interactions): ``score`` of
+        ``batch_size`` distinct users at a time, read at each row's item."""
+        users, inverse = np.unique(rows.users, return_inverse=True)
+        items = torch.from_numpy(rows.items.astype(np.int64))
+        out = torch.empty(len(rows))
+        for start in range(0, len(users), batch_size):
+            block = users[start:start + batch_size]
+            scores = self.score(torch.from_numpy(block).to(self.device), history).float().cpu()  # [b, n_items]
+            at = np.flatnonzero((inverse >= start) & (inverse < start + len(block)))
+            out[at] = scores[torch.from_numpy(inverse[at] - start), items[at]]
+        return out
 
     def latents(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise TypeError(f"{type(self).__name__} has no user/item latent space")
