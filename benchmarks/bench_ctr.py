@@ -1,0 +1,129 @@
+"""CTR accuracy and training throughput of the feature models (LR, FM, DeepFM, AFN, AFN+) on
+ml-100k with RecBole's context-aware protocol, over several seeds, next to RecBole 1.2.1.
+
+Protocol (``configs/task/ctr.yaml``, RecBole's ml-1m context benchmark applied to ml-100k, as
+in ../shared/benchmarks-peers.md): the ratings of 3 dropped, label = rating >= 4 (72,855
+labelled rows); fields user_id, item_id, age, gender, occupation (``.user``), release_year,
+genres (``class``, ``.item``; ``configs/data/ml-100k.yaml``); one random 8:1:1 split of all
+rows; embedding 16, batch 4096, Adam 1e-3, early stopping on validation AUC with patience 10;
+test AUC and LogLoss with the best checkpoint. Each run is
+``python -m gcf.train MODEL dataset=ml-100k task=ctr seed=S``; the seed sets the split, the
+initialisation and the batch order, so the spread covers all three.
+
+Throughput is training rows per second of training time (``train_sec``: the epochs' time,
+validation excluded). With ``--recbole-python`` (the python of a venv with RecBole 1.2.1, see
+../shared/benchmarks-peers.md) RecBole's LR, FM and DeepFM run in the same benchmark through
+``../shared/peers/recbole_ctr.py`` (seed 2020, its only one); its throughput is computed from
+its whole ``fit`` time (validation included), so it is a lower bound.
+
+    GCF_DATA_DIR=../shared/data python benchmarks/bench_ctr.py [--models lr,fm,deepfm,afn,afnplus]
+        [--seeds 1,2,3,4,5] [--recbole-python /path/to/venv-recbole/bin/python] [key=value ...]
+
+Writes ``benchmarks/results/ctr_ml-100k.json`` (per seed; a re-run resumes, skipping the seeds
+already there) and prints a Markdown table of mean +- std (min-max) per model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from gcf.config import resolve_config  # noqa: E402
+from gcf.data.prepare import load_split  # noqa: E402
+from gcf.train import run  # noqa: E402
+
+# RecBole 1.2.1 on this protocol, seed 2020, measured on this kind of machine
+# (../shared/benchmarks-peers.md): test AUC, test LogLoss, valid AUC
+RECBOLE = {"lr": (0.8302, 0.4228, 0.8288), "fm": (0.8509, 0.4059, 0.8583), "deepfm": (0.8511, 0.4218, 0.8593)}
+RECBOLE_NAMES = {"lr": "LR", "fm": "FM", "deepfm": "DeepFM"}
+PEER_SCRIPT = HERE.parents[1] / "shared" / "peers" / "recbole_ctr.py"
+
+
+def fmt(xs: list[float]) -> str:
+    if len(xs) == 1:
+        return f"{xs[0]:.4f}"
+    return f"{statistics.mean(xs):.4f} +- {statistics.stdev(xs):.4f} ({min(xs):.3f}-{max(xs):.3f})"
+
+
+def throughput(r: dict) -> float:
+    """Training rows per second of training time."""
+    return r["train_rows"] * r["epochs"] / max(r["train_sec"], 1e-9)
+
+
+def run_recbole(python: str, model: str, data_dir: str) -> dict:
+    """One RecBole run of ``model`` (its own process), the JSON line its script prints."""
+    with tempfile.TemporaryDirectory() as work:
+        out = subprocess.run([python, str(PEER_SCRIPT), "--model", RECBOLE_NAMES[model], "--data-path", data_dir,
+                              "--workdir", work], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="lr,fm,deepfm,afn,afnplus")
+    p.add_argument("--seeds", default="1,2,3,4,5")
+    p.add_argument("--recbole-python", default=None, help="python of a venv with RecBole 1.2.1")
+    p.add_argument("--out-root", default="runs/bench-ctr")
+    p.add_argument("--out", default=None)
+    p.add_argument("extra", nargs="*", help="key=value overrides for every model (e.g. device=cpu)")
+    args = p.parse_args()
+    data_dir = os.environ.get("GCF_DATA_DIR", str(HERE.parents[1] / "shared" / "data"))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    models = args.models.split(",")
+    out = Path(args.out or HERE / "results" / "ctr_ml-100k.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for model in models:
+        per_seed = results.get(model, {}).get("seeds", {})
+        for seed in seeds:
+            if str(seed) in per_seed:  # resume a half-finished benchmark
+                continue
+            keys = ["dataset=ml-100k", f"data_dir={data_dir}", "task=ctr", "progress=false", f"seed={seed}",
+                    f"out_dir={args.out_root}/{model}-{seed}", *args.extra]
+            m = run(model, keys, quiet=True)
+            n_train = len(load_split(resolve_config(model, keys)[0]).train)
+            per_seed[str(seed)] = {**{k: m[k] for k in ("test", "valid", "sec_per_epoch", "eval_sec", "epochs",
+                                                        "best_epoch", "train_sec")}, "train_rows": n_train}
+            t = m["test"]
+            print(f"{model} seed {seed}: auc {t['auc']:.4f} logloss {t['logloss']:.4f} ({m['epochs']} epochs, "
+                  f"{m['sec_per_epoch']:.2f} s/epoch)", file=sys.stderr)
+            results[model] = {**results.get(model, {}), "seeds": per_seed}
+            out.write_text(json.dumps(results, indent=2))
+        if args.recbole_python and model in RECBOLE_NAMES and "recbole" not in results.get(model, {}):
+            rb = run_recbole(args.recbole_python, model, data_dir)
+            results[model] = {**results.get(model, {}), "recbole": rb}
+            out.write_text(json.dumps(results, indent=2))
+    print(f"\nml-100k CTR (RecBole's context protocol), test split, seeds {args.seeds}: mean +- std (min-max)\n")
+    print("| model | AUC | LogLoss | valid AUC | epochs (median) | rows/s (median) | RecBole AUC | RecBole LogLoss "
+          "| RecBole rows/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for model in models:
+        rows = [results[model]["seeds"][str(s)] for s in seeds if str(s) in results.get(model, {}).get("seeds", {})]
+        if not rows:
+            continue
+        peer = RECBOLE.get(model)
+        rb = results[model].get("recbole")
+        if rb:  # measured in this benchmark
+            n_train = rows[0]["train_rows"]
+            rb_cols = (f"{rb['test']['auc']:.4f} | {rb['test']['logloss']:.4f} | "
+                       f">= {n_train * (rb['epochs_run'] or 0) / max(rb['fit_sec'], 1e-9):,.0f}")
+        elif peer:
+            rb_cols = f"{peer[0]:.4f} | {peer[1]:.4f} | -"
+        else:
+            rb_cols = "- | - | RecBole has no such model"
+        print(f"| {model} | {fmt([r['test']['auc'] for r in rows])} | {fmt([r['test']['logloss'] for r in rows])} | "
+              f"{fmt([r['valid']['auc'] for r in rows])} | {statistics.median(r['epochs'] for r in rows):.0f} | "
+              f"{statistics.median(throughput(r) for r in rows):,.0f} | {rb_cols} |")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
