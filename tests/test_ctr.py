@@ -190,8 +190,8 @@ BUDGET = {  # a short budget each on the embedded ml-latest-small, task=ctr
     "lr": ["epochs=3", "learning_rate=0.01"],
     "fm": ["epochs=3"],
     "deepfm": ["epochs=2"],
-    "afn": ["epochs=2", "log_neurons=32", "afn_hidden_size=[64]"],
-    "afnplus": ["epochs=2", "log_neurons=32", "afn_hidden_size=[64]", "dnn_hidden_size=[64]"],
+    "afn": ["epochs=2", "log_neurons=32", "afn_hidden_size=[64]", "dropout_prob=0"],
+    "afnplus": ["epochs=2", "log_neurons=32", "afn_hidden_size=[64]", "dnn_hidden_size=[64]", "dropout_prob=0"],
 }
 
 

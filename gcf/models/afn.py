@@ -34,9 +34,13 @@ Choices, as the official code (``MODELS.md``) unless said:
 - AFN+'s ensemble (``ensemble``): ``official`` stops the gradient of both branches at the
   ensemble weights (:math:`w_1 = w_2 = 0.5`, :math:`b = 0` at the start), each branch learning
   from its own BCE term; ``joint`` is FuxiCTR's ``Linear(2 -> 1)`` trained through one loss.
-- Defaults: the official MLP 400-400-400 and batch size 4096 (``task=ctr``); ``log_neurons``
-  200 instead of the official 800 for MovieLens (its 3 fields): ml-100k here has 7 fields and
-  2 CPU cores, and the first MLP layer grows with ``log_neurons x embedding_size``.
+- Defaults (``configs/model/afn.yaml``): the official MLP 400-400-400 and batch size 4096
+  (``task=ctr``); ``log_neurons`` 100 instead of the official 800 for MovieLens (3 fields,
+  2M rows), and dropout 0.5 after each MLP layer where the official code has none. On ml-100k
+  (58k training rows, 7 fields) AFN without dropout overfits within 5 epochs (one seed: best
+  validation AUC 0.836 at epoch 5, training loss falling to 0.19 by epoch 10; with 100
+  neurons and dropout 0.5 validation AUC was 0.850 and still rising at epoch 12), and the
+  first MLP layer's cost grows with ``log_neurons x embedding_size``.
 
 Shapes: ``e [B, F, K]`` -> ``ln|e|`` ``[B, F, K]`` -> ``y [B, O, K]`` -> ``[B, O * K]`` -> ``[B]``.
 """
