@@ -2,12 +2,13 @@
 
 ``resolve_config("lightgcn", ["dataset=ml-100k", "n_layers=2"])`` merges, lowest first,
 ``configs/base.yaml``, ``configs/data/<dataset>.yaml``, the task's ``configs/task/<task>.yaml``
-(``task=ranking``, the default, or ``task=ctr``: click labels from ratings, AUC and LogLoss), the model family's
-``configs/family/<family>.yaml`` (``seq`` for the sequence models: leave-one-out, HR/NDCG at
-5/10/20), the ``train:`` section of ``configs/model/<model>.yaml``, the model's own keys (its
-``model:`` section), and the overrides. A key that none of these files defines is an error
-naming it and listing the valid keys, never silently ignored; a value whose type differs from
-its default's (``epochs=abc``) is an error naming the key and the expected type.
+(``task=ranking``, the default, or ``task=ctr``: click labels from ratings, AUC and LogLoss),
+the model family's ``configs/family/<family>.yaml`` (``seq`` for the sequence models:
+leave-one-out, HR/NDCG at 5/10/20), the ``train:`` section of ``configs/model/<model>.yaml``,
+the model's own keys (its ``model:`` section), and the overrides. A key that none of these
+files defines is an error naming it and listing the valid keys, never silently ignored; a
+value whose type differs from its default's (``epochs=abc``) is an error naming the key and
+the expected type.
 """
 from __future__ import annotations
 

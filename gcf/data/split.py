@@ -143,7 +143,8 @@ def global_random(inter: Interactions, ratios=(0.8, 0.1, 0.1), seed: int = 2020)
     order = np.random.default_rng(seed).permutation(len(inter))
     n_train, n_valid, _ = _recbole_counts(np.array([len(inter)]), ratios)[0]
     part = np.empty(len(inter), dtype=np.int64)
-    part[order] = np.where(np.arange(len(inter)) < n_train, 0, np.where(np.arange(len(inter)) < n_train + n_valid, 1, 2))
+    position = np.arange(len(inter))
+    part[order] = np.where(position < n_train, 0, np.where(position < n_train + n_valid, 1, 2))
     return _from_parts(inter, part, f"global_random{tuple(ratios)} seed={seed}")
 
 
