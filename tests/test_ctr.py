@@ -208,3 +208,13 @@ def test_a_feature_model_ranks_all_items_with_task_ranking_and_beats_pop(tmp_pat
     pop = run("pop", keys + [f"out_dir={tmp_path / 'pop'}"], quiet=True)["test"]
     fm = run("fm", keys + [f"out_dir={tmp_path / 'fm'}"], quiet=True)["test"]
     assert fm["ndcg@20"] > 1.1 * pop["ndcg@20"] and fm["recall@20"] > 1.1 * pop["recall@20"]
+
+
+def test_the_task_picks_its_keys_and_an_unknown_task_is_an_error():
+    cfg, _ = resolve_config("fm", ["task=ctr", "label_threshold=4.5"])
+    assert cfg["valid_metric"] == "auc" and cfg["split"] == "global_random" and cfg["label_threshold"] == 4.5
+    assert resolve_config("fm", [])[0]["valid_metric"] == "ndcg@20"  # task=ranking: the base keys
+    with pytest.raises(ValueError, match="unknown key.*'label_threshold'"):  # a ctr key outside task=ctr
+        resolve_config("fm", ["label_threshold=4"])
+    with pytest.raises(ValueError, match="unknown task 'click'.*ctr"):
+        resolve_config("fm", ["task=click"])
