@@ -56,6 +56,7 @@ def evaluate(model, split: Split, part: str = "test", ks=(10, 20), metrics=METRI
     sums: dict[str, float] = {}
     stream_seed = 2 * int(seed) + (part == "test")  # valid and test draw from different streams
     pop = np.bincount(split.train.items, minlength=split.n_items).astype(np.float64) if sampled else None
+    batch_size = _cpu_batch_cap(batch_size, split.n_items, device)
     for start in range(0, len(users), batch_size):
         batch = users[start:start + batch_size]
         u = torch.from_numpy(batch).to(device)
@@ -74,6 +75,21 @@ def evaluate(model, split: Split, part: str = "test", ks=(10, 20), metrics=METRI
     model.train(was_training)
     label = f"[{sampled}]" if sampled else ""
     return {f"{name}{label}": total / len(users) for name, total in sums.items()}
+
+
+# On CPU a score matrix above glibc's largest mmap threshold (32 MB) is mapped and unmapped
+# for every batch, and each of its pages faults again when first written: on Gowalla (40,981
+# items, batches of 1,024 users: 168 MB) that was a large part of the evaluation. Below it,
+# the freed block is reused. Per-user metrics do not depend on the batch size.
+CPU_SCORE_BYTES = 24 * 2 ** 20
+
+
+def _cpu_batch_cap(batch_size: int, n_items: int, device) -> int:
+    """``batch_size`` on GPU; on CPU at most as many users as keep ``[B, n_items]`` float32
+    scores under :data:`CPU_SCORE_BYTES`."""
+    if torch.device(device).type != "cpu":
+        return int(batch_size)
+    return max(1, min(int(batch_size), CPU_SCORE_BYTES // (4 * max(1, n_items))))
 
 
 def _coords(csr: sp.csr_matrix, batch: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:

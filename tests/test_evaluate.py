@@ -226,3 +226,26 @@ def test_evaluation_leaves_the_model_untouched(pop, ml_small_split):
     before = pop.counts.clone()
     evaluate(pop, ml_small_split, "test", ks=(10,))
     assert torch.equal(pop.counts, before)
+
+
+def test_cpu_score_cap_splits_batches_without_changing_metrics(few_users, monkeypatch):
+    """On CPU the evaluator keeps each ``[B, n_items]`` score matrix under a byte cap (fewer users
+    per batch on a large catalogue); the metrics are those of one batch of every user."""
+    import gcf.evaluate as ev
+    calls = []
+
+    class Counting(FixedScores):
+        def score(self, users, history=None):
+            calls.append(len(users))
+            return super().score(users, history)
+
+    rng = np.random.default_rng(0)
+    model = Counting(TrainData.from_split(few_users), torch.from_numpy(rng.random((few_users.n_users,
+                                                                                    few_users.n_items))).float())
+    whole = evaluate(model, few_users, "test", ks=(5, 20), batch_size=10 ** 6)
+    assert max(calls) > 7
+    monkeypatch.setattr(ev, "CPU_SCORE_BYTES", 7 * 4 * few_users.n_items)  # 7 users' scores
+    calls.clear()
+    capped = evaluate(model, few_users, "test", ks=(5, 20), batch_size=10 ** 6)
+    assert max(calls) == 7 and len(calls) > 1
+    assert capped == pytest.approx(whole, rel=1e-12)
