@@ -20,11 +20,18 @@ Choices against the official TF code (see ``MODELS.md``): the paper's symmetric 
 the code's row-normalised ``D^-1(A+I)``; LeakyReLU of the sum (paper) rather than of each term;
 Xavier-uniform init of embeddings and weights (code).
 
+Ablation switches (the LightGCN paper's NGCF study, its Table 1: NGCF-f, NGCF-n, NGCF-fn; all on
+by default, which is NGCF as above): ``feature_transform=False`` drops :math:`W_1, W_2` and their
+biases, so a layer is :math:`\sigma((\mathcal L + I)E + (\mathcal L E) \odot E)` (every layer
+keeps the size ``embedding_size``); ``nonlinearity=False`` makes :math:`\sigma` the identity;
+``bi_interaction=False`` drops the :math:`(\mathcal L E) \odot E` term (and :math:`W_2`).
+
 Args:
     embedding_size: d (default: 64).
     hidden_size_list: output size of each layer (default: [64, 64, 64]).
     node_dropout, message_dropout: dropout rates (default: 0.0, 0.1).
     reg_weight: L2 weight (default: 1e-5).
+    feature_transform, nonlinearity, bi_interaction: the ablation switches above (default: True).
 """
 from __future__ import annotations
 
@@ -42,17 +49,24 @@ class NGCF(Recommender):
 
     def __init__(self, data: TrainData, embedding_size: int = 64, hidden_size_list=(64, 64, 64),
                  node_dropout: float = 0.0, message_dropout: float = 0.1, reg_weight: float = 1e-5,
-                 graph_backend: str = "spmm"):
+                 graph_backend: str = "spmm", feature_transform: bool = True, nonlinearity: bool = True,
+                 bi_interaction: bool = True):
         super().__init__(data)
+        if not feature_transform and any(int(h) != embedding_size for h in hidden_size_list):
+            raise ValueError(f"ngcf: feature_transform=false keeps every layer at embedding_size "
+                             f"({embedding_size}); hidden_size_list is {list(hidden_size_list)}")
         self.node_dropout = node_dropout
         self.message_dropout = message_dropout
         self.reg_weight = reg_weight
+        self.n_layers = len(hidden_size_list)
+        self.feature_transform, self.nonlinearity, self.bi_interaction = feature_transform, nonlinearity, bi_interaction
         self.graph = Graph(data.train, norm="sym", backend=graph_backend)
         self.user_embedding = nn.Embedding(data.n_users, embedding_size)
         self.item_embedding = nn.Embedding(data.n_items, embedding_size)
         sizes = [embedding_size, *hidden_size_list]
-        self.w1 = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.w2 = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        pairs = list(zip(sizes[:-1], sizes[1:])) if feature_transform else []
+        self.w1 = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
+        self.w2 = nn.ModuleList(nn.Linear(a, b) for a, b in (pairs if bi_interaction else []))
         for p in self.parameters():
             nn.init.xavier_uniform_(p.unsqueeze(0) if p.dim() == 1 else p)
 
@@ -64,16 +78,28 @@ class NGCF(Recommender):
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])  # [U+I, d]
         adj = self.graph.dropout(self.node_dropout) if self.training and self.node_dropout > 0 else None
         outputs = [x if nodes is None else x[nodes]]
-        last = len(self.w1) - 1
-        for k, (w1, w2) in enumerate(zip(self.w1, self.w2)):
+        last = self.n_layers - 1
+        for k in range(self.n_layers):
             side = self.graph.propagate(x) if adj is None else torch.sparse.mm(adj, x)  # L E
             if nodes is not None and k == last:  # the last layer feeds only the output rows
                 side, x = side[nodes], x[nodes]
-            x = F.leaky_relu(w1(side + x) + w2(side * x), negative_slope=0.2)
+            x = self.layer(k, side, x)
             x = F.dropout(x, self.message_dropout, self.training)
             outputs.append(F.normalize(x if nodes is None or k == last else x[nodes], p=2, dim=1))
         out = torch.cat(outputs, 1)
         return out if nodes is not None else (out[: self.n_users], out[self.n_users:])
+
+    def layer(self, k: int, side: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Layer ``k`` before message dropout, from ``side = L E`` and ``x = E`` (``[M, d]`` each)."""
+        if self.feature_transform:
+            h = self.w1[k](side + x)
+            if self.bi_interaction:
+                h = h + self.w2[k](side * x)
+        else:
+            h = side + x
+            if self.bi_interaction:
+                h = h + side * x
+        return F.leaky_relu(h, negative_slope=0.2) if self.nonlinearity else h
 
     def loss(self, batch) -> torch.Tensor:
         users, pos, neg = batch
