@@ -7,6 +7,7 @@ the model may know when that part is ranked, in time order: the train part for '
 With ``mask_seen`` (the default) the history's items are set to ``-inf``; the top ``max(ks)``
 items are taken with ``torch.topk`` and compared with the held-out set. Memory is bounded by
 ``batch_size x n_items``, and the per-user metrics do not depend on the batch size.
+Under torchrun each rank ranks every N-th user and the sums are all-reduced.
 ``sampled="uni100"`` (or ``"pop100"``) ranks the held-out items among 100 uniform
 (popularity-weighted) negatives instead, each user's drawn from that user's own seeded stream
 (so they do not depend on the batch size either); those keys carry the label, e.g.
@@ -24,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from . import distributed
 from .data.sampler import sample_distinct_negatives
 from .data.split import Split
 from .metrics import LABELLED_METRICS, METRICS, labelled_metrics, topk_metrics
@@ -53,12 +55,13 @@ def evaluate(model, split: Split, part: str = "test", ks=(10, 20), metrics=METRI
     ks = sorted(set(int(k) for k in ks))
     was_training = model.training
     model.eval()
-    sums: dict[str, float] = {}
+    sums = {f"{name}@{k}": 0.0 for name in metrics for k in ks}
     stream_seed = 2 * int(seed) + (part == "test")  # valid and test draw from different streams
     pop = np.bincount(split.train.items, minlength=split.n_items).astype(np.float64) if sampled else None
     batch_size = _cpu_batch_cap(batch_size, split.n_items, device)
-    for start in range(0, len(users), batch_size):
-        batch = users[start:start + batch_size]
+    mine = users[distributed.rank()::distributed.world()]  # under torchrun: this rank's users
+    for start in range(0, len(mine), batch_size):
+        batch = mine[start:start + batch_size]
         u = torch.from_numpy(batch).to(device)
         scores = model.score(u, history).float()  # [B, n_items], a fresh tensor (the contract)
         if sampled:
@@ -73,6 +76,7 @@ def evaluate(model, split: Split, part: str = "test", ks=(10, 20), metrics=METRI
         for name, values in topk_metrics(hits, n_rel, ks, metrics).items():
             sums[name] = sums.get(name, 0.0) + float(values.double().sum())
     model.train(was_training)
+    sums = distributed.all_sum(sums, torch.device(device))
     label = f"[{sampled}]" if sampled else ""
     return {f"{name}{label}": total / len(users) for name, total in sums.items()}
 

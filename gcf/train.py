@@ -10,6 +10,10 @@ Examples::
 A run writes to ``out_dir`` (default ``runs/<model>-<dataset>``): ``config.yaml`` (the
 resolved config, the split and a hash of the input files), ``train.log``, ``best.pt`` /
 ``last.pt`` and ``metrics.json``.
+
+Under torchrun, unchanged: ``torchrun --nproc_per_node=2 -m gcf.train lightgcn`` trains with
+DistributedDataParallel (``gloo`` on CPU, ``nccl`` on GPU); rank 0 writes the files
+(:mod:`gcf.distributed`).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import numpy as np
 import torch
 import yaml
 
+from . import distributed
 from .config import resolve_config
 from .data.prepare import hash_files, load_split, source_files
 from .latents import export_latents, save_latents
@@ -55,11 +60,14 @@ def run(model: str, overrides=(), quiet: bool = False, family: str | None = None
     gcf's Pop with ``family="seq"``)."""
     family = model_family(model) if family is None else family
     cfg, kwargs = resolve_config(model, overrides, family=family)
+    distributed.init(str(cfg["device"]))  # joins torchrun's process group; a no-op otherwise
+    main = distributed.is_main()
     out_dir = Path(cfg["out_dir"] or f"runs/{cfg['model']}-{cfg['dataset']}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     cfg["out_dir"] = str(out_dir)
-    setup_logging(out_dir)
-    if quiet:
+    setup_logging(out_dir if main else None)
+    if quiet or not main:
         log.setLevel(logging.WARNING)
     t0 = time.perf_counter()
     split = load_split(cfg)
@@ -68,21 +76,28 @@ def run(model: str, overrides=(), quiet: bool = False, family: str | None = None
               "split": split.summary(), "split_fingerprint": split.fingerprint(),
               "data": {"files": [str(p) for p in files], "sha256": hash_files(files)},
               "torch": str(torch.__version__)}
-    with open(out_dir / "config.yaml", "w") as f:
-        yaml.safe_dump(record, f, sort_keys=False)
+    if distributed.world() > 1:
+        record["distributed"] = {"world_size": distributed.world(), "backend": str(torch.distributed.get_backend())}
+    if main:
+        with open(out_dir / "config.yaml", "w") as f:
+            yaml.safe_dump(record, f, sort_keys=False)
     log.info("data: %s (%.1fs)", split.summary(), time.perf_counter() - t0)
     net = build_model(cfg["model"], kwargs, split, int(cfg["seed"]))
     n_params = sum(p.numel() for p in net.parameters())
     log.info("model %s: %s, %d parameters, device %s", cfg["model"], kwargs, n_params, cfg["device"])
     trainer = Trainer(net, split, cfg, out_dir)
     metrics = trainer.fit()
-    latents = export_latents(net, split)
-    if latents is not None:  # for bridges/: user and item vectors with their raw ids
-        save_latents(out_dir / "latents.npz", latents)
     metrics["history"] = trainer.history
     metrics["model"], metrics["dataset"], metrics["out_dir"] = cfg["model"], cfg["dataset"], str(out_dir)
-    with open(out_dir / "metrics.json", "w") as f:
-        json.dump(metrics, f, indent=2)
+    if distributed.world() > 1:
+        metrics["world_size"] = distributed.world()
+    if main:
+        latents = export_latents(net, split)
+        if latents is not None:  # for bridges/: user and item vectors with their raw ids
+            save_latents(out_dir / "latents.npz", latents)
+        with open(out_dir / "metrics.json", "w") as f:
+            json.dump(metrics, f, indent=2)
+    distributed.barrier()  # the files exist when any rank returns
     return metrics
 
 
@@ -107,9 +122,14 @@ def main(argv=None, family: str | None = None, doc: str | None = None) -> int:
         return 0 if argv else 2
     try:
         metrics = run(argv[0], argv[1:], family=family)
+        main = distributed.is_main()
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        distributed.close()
+    if not main:  # under torchrun rank 0 prints
+        return 0
     print(f"\n{metrics['model']} on {metrics['dataset']}: test metrics (best epoch {metrics['best_epoch']} "
           f"of {metrics['epochs']}, {metrics['sec_per_epoch']:.2f} s/epoch, test evaluation {metrics['eval_sec']:.2f} s)")
     print(format_table(metrics))

@@ -10,6 +10,9 @@ written every epoch, so ``resume=True`` continues a killed run and reaches the s
 as an uninterrupted one. Checkpoints hold only tensors and plain values:
 ``torch.load(path, weights_only=True)`` reads them. The test split is ranked once, at the end,
 with the best checkpoint. Closed-form models (``batch_kind is None``) are fitted once.
+Under ``torchrun`` the model is wrapped in DistributedDataParallel, each rank trains on its
+share of every epoch's batches and ranks its share of the users, and rank 0 writes the files
+(:mod:`gcf.distributed`).
 With ``task=ctr`` the parts hold labelled rows and are scored, not ranked: validation and test
 give AUC and LogLoss (:func:`gcf.evaluate.evaluate_labelled`), and ``valid_metric`` is ``auc``.
 """
@@ -23,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data.split import Split
 from .data.train_data import TrainData
 from .evaluate import evaluate, evaluate_labelled
@@ -85,6 +90,18 @@ def set_rng_state(ckpt: dict) -> None:
         torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
 
 
+class _LossOf(torch.nn.Module):
+    """``forward(batch) = model.loss(batch)``: DistributedDataParallel synchronises the gradients
+    of what runs through ``forward``."""
+
+    def __init__(self, model: Recommender):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return self.model.loss(batch)
+
+
 class Trainer:
     """Fits ``model`` on ``split`` following ``cfg`` (the resolved run config)."""
 
@@ -92,18 +109,24 @@ class Trainer:
         self.model = model
         self.split = split
         self.cfg = cfg
-        self.device = resolve_device(str(cfg.get("device", "auto")))
+        self.device = distributed.local_device(resolve_device(str(cfg.get("device", "auto"))))
         self.model.to(self.device)
         self.out_dir = Path(out_dir) if out_dir else None
-        if self.out_dir:
+        self.main = distributed.is_main()  # the rank that writes files
+        if self.out_dir and self.main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.data = TrainData.from_split(split)
         self.history: list[dict] = []
         self.has_valid = len(split.valid) > 0
         self.optimizer = None
+        self.step_loss = model.loss  # what a training step calls: through DDP under torchrun
         if model.batch_kind is not None:
             self.optimizer = torch.optim.Adam(model.param_groups(), lr=float(cfg["learning_rate"]),
                                               weight_decay=float(cfg.get("weight_decay", 0.0)))
+            if distributed.world() > 1:
+                self.step_loss = DistributedDataParallel(
+                    _LossOf(model), device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                    find_unused_parameters=bool(cfg.get("ddp_find_unused_parameters", False)))
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, part: str, sampled: str | None | bool = True) -> dict:
@@ -124,30 +147,34 @@ class Trainer:
     def _save_last(self, state: dict) -> None:
         if not self.out_dir:
             return
+        ranks_rng = distributed.gather_objects(rng_state(self.device)) if distributed.world() > 1 else None
+        if not self.main:
+            return
+        extra = {"rank_rng": ranks_rng} if ranks_rng else {}
         tmp = self._path("last.pt.tmp")
         torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "model_extra": self.model.extra_state(), **rng_state(self.device), **state}, tmp)
+                    "model_extra": self.model.extra_state(), **rng_state(self.device), **extra, **state}, tmp)
         tmp.replace(self._path("last.pt"))
 
     def _save_best(self, epoch: int, valid: dict) -> None:
-        if self.out_dir:
+        if self.out_dir and self.main:
             torch.save({"model": self.model.state_dict(), "epoch": epoch, "valid": valid}, self._path("best.pt"))
-        else:  # keep the best weights in memory
+        else:  # keep the best weights in memory (the other ranks under torchrun, too)
             self._best_state = {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
                                 for k, v in self.model.state_dict().items()}  # extra state: plain values
 
     def _load_best(self) -> None:
         path = self._path("best.pt")
-        if path and path.exists():
-            self.model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True)["model"])
-        elif getattr(self, "_best_state", None) is not None:
+        if getattr(self, "_best_state", None) is not None:
             self.model.load_state_dict(self._best_state)
+        elif path and path.exists():
+            self.model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True)["model"])
 
     # ------------------------------------------------------------ training
     def fit(self) -> dict:
         """Train, early-stop on validation, rank the test split with the best model; returns
         the metrics dict that ``metrics.json`` holds."""
-        torch.manual_seed(int(self.cfg["seed"]))
+        torch.manual_seed(int(self.cfg["seed"]) + distributed.rank())  # rank 0: the single-process stream
         # deterministic kernels on CPU (e.g. the index_put backward is otherwise order-dependent),
         # for this fit only: the caller's process (a cornac Experiment, ...) gets its setting back
         before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
@@ -178,7 +205,7 @@ class Trainer:
         if c.get("resume") and self._path("last.pt") and self._path("last.pt").exists():
             state = self._resume(state)
         builder = self.model.batches(self.data, bs)
-        total_batches = len(builder)
+        total_batches = distributed.steps(len(builder))  # this rank's share under torchrun
         stopped_early = False
         for epoch in range(state["epoch"], epochs):
             if state["bad_evals"] >= patience:
@@ -189,11 +216,11 @@ class Trainer:
             rng = np.random.default_rng([seed, epoch])
             t0 = time.perf_counter()
             loss_sum, count = 0.0, 0
-            bar = tqdm(builder.epoch(rng), total=total_batches,
-                       desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not c.get("progress", True),
-                       dynamic_ncols=True)
+            bar = tqdm(distributed.shard(builder.epoch(rng), len(builder)), total=total_batches,
+                       desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                       disable=not (c.get("progress", True) and self.main), dynamic_ncols=True)
             for b, batch in enumerate(bar):
-                loss = self.model.loss(_to(batch, self.device))
+                loss = self.step_loss(_to(batch, self.device))
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
                         f"loss is {loss.item()} at epoch {epoch + 1}, batch {b + 1}: training stopped "
@@ -238,7 +265,18 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.model.load_extra_state(ckpt.get("model_extra", {}))
-        set_rng_state(ckpt)
+        if distributed.world() > 1:
+            ranks = ckpt.get("rank_rng")
+            if not ranks or len(ranks) != distributed.world():
+                raise ValueError(f"{self._path('last.pt')} was written by a run with "
+                                 f"{len(ranks) if ranks else 1} process(es); resume it with as many "
+                                 f"(this run has {distributed.world()})")
+            set_rng_state(ranks[distributed.rank()])
+        elif ckpt.get("rank_rng"):
+            raise ValueError(f"{self._path('last.pt')} was written under torchrun with {len(ckpt['rank_rng'])} "
+                             "processes; resume it with torchrun --nproc_per_node of the same N")
+        else:
+            set_rng_state(ckpt)
         for key in state:
             state[key] = ckpt[key]
         self.history = list(ckpt.get("history", []))
