@@ -124,8 +124,12 @@ class Trainer:
             self.optimizer = torch.optim.Adam(model.param_groups(), lr=float(cfg["learning_rate"]),
                                               weight_decay=float(cfg.get("weight_decay", 0.0)))
             if distributed.world() > 1:
+                wrapped = _LossOf(model)
+                # sparse buffers (a graph's adjacency) are built alike on every rank and cannot be broadcast
+                DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                    wrapped, [n for n, b in wrapped.named_buffers() if b.layout != torch.strided])
                 self.step_loss = DistributedDataParallel(
-                    _LossOf(model), device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                    wrapped, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                     find_unused_parameters=bool(cfg.get("ddp_find_unused_parameters", False)))
 
     # ------------------------------------------------------------ evaluation
