@@ -1,0 +1,184 @@
+"""The ablation runner (``python -m bridges.ablate``): grid expansion, config errors, resuming a
+half-finished grid (finished runs not re-run, the interrupted one continued from its
+checkpoint), the summary files (table, CSV, PNGs that open as images) and the paired statistics."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+from scipy import stats
+
+from bridges import ablate
+from bridges.ablate import Ablation, Variant, expand_grid, load_ablation, paired_difference, run_ablation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path: Path, spec: dict, name: str = "abl.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def test_expand_grid_is_the_cartesian_product():
+    variants = expand_grid({"a": [1, 2], "b": ["x", "y", "z"], "c": 0.5})
+    assert len(variants) == 6
+    assert [v.name for v in variants[:3]] == ["a=1,b=x,c=0.5", "a=1,b=y,c=0.5", "a=1,b=z,c=0.5"]
+    assert variants[4].overrides == {"a": 2, "b": "y", "c": 0.5}
+    assert len({tuple(sorted(v.overrides.items())) for v in variants}) == 6
+    assert expand_grid({"hidden_size_list": [[64, 64], [32]]})[0].name == "hidden_size_list=[64,64]"
+
+
+def test_load_ablation_overrides_and_errors(tmp_path):
+    spec = {"base": {"model": "lightgcn", "dataset": "ml-latest-small"}, "grid": {"n_layers": [0, 2]},
+            "seeds": [1, 2], "baseline": "n_layers=2"}
+    abl = load_ablation(_write(tmp_path, spec), ["seeds=[7]", "epochs=3", f"out_dir={tmp_path / 'o'}"])
+    assert abl.seeds == [7] and abl.base["epochs"] == 3 and abl.out_dir == tmp_path / "o"
+    assert abl.model == "lightgcn" and abl.varied == ["n_layers"] and abl.name == "abl"
+    with pytest.raises(ValueError, match=r"abl.yaml: variant 'n_layer=0': unknown key.*'n_layer'"):  # a typo in a grid key
+        load_ablation(_write(tmp_path, {**spec, "grid": {"n_layer": [0]}, "baseline": None}))
+    with pytest.raises(ValueError, match="baseline 'nope'"):
+        load_ablation(_write(tmp_path, {**spec, "baseline": "nope"}))
+    with pytest.raises(ValueError, match="exactly one of 'grid'"):
+        load_ablation(_write(tmp_path, {**spec, "variants": {"a": {}}}))
+    with pytest.raises(ValueError, match=r"abl.yaml: unknown key\(s\) \['grids'\]"):
+        load_ablation(_write(tmp_path, {"base": spec["base"], "grids": {}}))
+    with pytest.raises(FileNotFoundError, match="no ablation file"):
+        load_ablation(tmp_path / "missing.yaml")
+
+
+def test_sequence_models_register_on_demand(tmp_path):
+    """A seq model is found by importing seq.models only when a variant needs it; it gets the seq
+    family's defaults (leave-one-out), as with ``python -m seq.train``."""
+    spec = {"base": {"model": "sasrec"}, "variants": {"base": {}, "no-pos": {"max_len": 20}}, "seeds": [1]}
+    abl = load_ablation(_write(tmp_path, spec))
+    cfg, family = ablate.resolved_config(abl, abl.variants[1], 1)
+    assert family == "seq" and cfg["split"] == "loo" and cfg["max_len"] == 20 and abl.varied == ["max_len"]
+
+
+class Interrupted(BaseException):
+    """Stands for Ctrl-C in the middle of a run (not an ``Exception``: the runner must not swallow it)."""
+
+
+def test_resume_half_finished_grid(tmp_path, monkeypatch):
+    spec = {"base": {"model": "bpr", "dataset": "ml-latest-small", "embedding_size": 8, "epochs": 2,
+                     "learning_rate": 0.01, "topk": [20], "metrics": ["recall", "ndcg"]},
+            "grid": {"reg_weight": [0.0, 0.01]}, "seeds": [1, 2], "report": ["recall@20", "ndcg@20"],
+            "out_dir": str(tmp_path / "out")}
+    abl = load_ablation(_write(tmp_path, spec))
+    calls = []
+
+    def counting(model, overrides, family, folder):
+        calls.append(folder)
+        return ablate.train_one(model, overrides, family, folder)
+
+    # pass 1: the third run is interrupted after its first epoch's checkpoint
+    from gcf.trainer import Trainer
+    save_last = Trainer._save_last
+
+    def interrupting(self, state):
+        save_last(self, state)
+        if len(calls) == 3 and state["epoch"] == 1:
+            raise Interrupted()
+
+    monkeypatch.setattr(Trainer, "_save_last", interrupting)
+    with pytest.raises(Interrupted):
+        run_ablation(abl, progress=False, train=counting)
+    monkeypatch.setattr(Trainer, "_save_last", save_last)
+    assert len(calls) == 3
+    interrupted = ablate.run_dir(abl, abl.variants[1], 1)
+    assert calls[2] == interrupted and (interrupted / "last.pt").exists()
+    assert not (interrupted / "metrics.json").exists()
+    assert sum(1 for _ in abl.out_dir.glob("*/seed-*/metrics.json")) == 2
+
+    # pass 2: only the interrupted run (continued from epoch 1) and the one never started
+    calls.clear()
+    results = run_ablation(abl, progress=False, train=counting)
+    assert calls == [interrupted, ablate.run_dir(abl, abl.variants[1], 2)]
+    assert "resumed from" in (interrupted / "train.log").read_text()
+    assert "at epoch 1" in (interrupted / "train.log").read_text()
+    with open(interrupted / "metrics.json") as f:
+        m = json.load(f)
+    assert m["epochs"] == 2 and [h["epoch"] for h in m["history"]] == [1, 2]
+    assert len(results) == 4 and set(results.seed) == {1, 2}
+
+    # pass 3: nothing left to run; the same table
+    calls.clear()
+    again = run_ablation(abl, progress=False, train=counting)
+    assert calls == []
+    pd.testing.assert_frame_equal(again, results)
+
+    # the summary files
+    out = abl.out_dir
+    table = (out / "table.md").read_text()
+    assert "| reg_weight=0.0 (baseline) | 0.0 | 2 |" in table and "+-" in table and "paired t" in table
+    csv = pd.read_csv(out / "results.csv")
+    assert len(csv) == 4 and {"variant", "seed", "reg_weight", "recall@20", "ndcg@20"} <= set(csv.columns)
+    for png in ("bars.png", "line.png"):  # reg_weight is numeric: a line plot too
+        with Image.open(out / png) as im:
+            im.verify()
+        import matplotlib.image
+        img = matplotlib.image.imread(out / png)
+        assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+        assert img.std() > 0.01  # not a blank canvas
+
+    # a folder made with other settings is refused, not reused
+    with pytest.raises(ValueError, match="embedding_size"):
+        run_ablation(load_ablation(_write(tmp_path, spec), ["embedding_size=16"]), progress=False, train=counting)
+    assert calls == []
+
+
+def test_summary_on_known_numbers(tmp_path):
+    """The table's mean +- sd and the paired rows on hand-made results; named boolean variants
+    get bars and no line plot."""
+    abl = Ablation(name="t", model="ngcf", base={"dataset": "ml-100k"}, baseline="full", seeds=[1, 2, 3],
+                   variants=[Variant("full", {}), Variant("no-f", {"feature_transform": False})],
+                   out_dir=tmp_path / "o", report=["ndcg@20"], varied=["feature_transform"],
+                   report_dir=tmp_path / "r")
+    rows = [{"variant": v, "seed": s, "feature_transform": v == "full", "dataset": "ml-100k", "epochs": 10,
+             "sec_per_epoch": 1.0, "ndcg@20": x, "run_dir": "x"}
+            for v, xs in (("full", [0.1, 0.2, 0.3]), ("no-f", [0.2, 0.25, 0.45])) for s, x in zip([1, 2, 3], xs)]
+    files = ablate.write_summary(abl, pd.DataFrame(rows))
+    table = files["table.md"].read_text()
+    assert "| full (baseline) | true | 3 | 0.2000 +- 0.1000 |" in table
+    # differences 0.1, 0.05, 0.15: mean 0.1, sd 0.05, se 0.05/sqrt(3); t = 3.4641, df 2
+    assert "| no-f | ndcg@20 | 3 | +0.1000 | [-0.0242, +0.2242] | 0.074 | no |" in table
+    assert "line.png" not in files and (tmp_path / "r" / "bars.png").exists()
+    assert "run_dir" not in pd.read_csv(tmp_path / "r" / "results.csv").columns  # no local paths in reports
+    with Image.open(files["bars.png"]) as im:
+        assert im.format == "PNG" and im.size[0] > 200
+
+
+def test_paired_statistics_known_numbers():
+    base = [1.0, 2.0, 3.0, 4.0]
+    variant = [1.5, 2.1, 3.9, 4.2]  # differences 0.5, 0.1, 0.9, 0.2: mean 0.425, sd 0.359398
+    r = paired_difference(variant, base)
+    assert r["n"] == 4
+    assert r["mean_diff"] == pytest.approx(0.425)
+    se = 0.3593976442 / 2
+    assert r["t"] == pytest.approx(0.425 / se, rel=1e-6)  # 2.36507
+    half = 3.182446305 * se  # t_{0.975, 3} from the tables
+    assert (r["ci_low"], r["ci_high"]) == (pytest.approx(0.425 - half, rel=1e-6), pytest.approx(0.425 + half, rel=1e-6))
+    assert r["p"] == pytest.approx(stats.ttest_rel(variant, base).pvalue, rel=1e-9)
+    assert 0.098 < r["p"] < 0.100
+    assert math.isnan(paired_difference([1.0], [0.5])["ci_low"]) and paired_difference([1.0], [0.5])["n"] == 1
+    same = paired_difference([0.3, 0.4], [0.3, 0.4])
+    assert same["p"] == 1.0 and same["ci_low"] == same["ci_high"] == 0.0
+    shifted = paired_difference([0.75, 0.5], [0.5, 0.25])  # exactly 0.25 apart in binary
+    assert shifted["p"] == 0.0 and shifted["mean_diff"] == pytest.approx(0.25)
+
+
+def test_shipped_ablations_resolve():
+    """The shipped YAMLs name valid keys for every variant (no training here)."""
+    layers = load_ablation(ROOT / "configs/ablation/lightgcn_layers.yaml")
+    assert [v.overrides["n_layers"] for v in layers.variants] == [0, 1, 2, 3, 4] and layers.seeds == [1, 2, 3]
+    assert layers.baseline == "n_layers=3"
+    ngcf = load_ablation(ROOT / "configs/ablation/ngcf_components.yaml")
+    assert [v.name for v in ngcf.variants] == ["NGCF", "NGCF-f", "NGCF-n", "NGCF-fn", "NGCF-b"]
+    assert set(ngcf.varied) == {"feature_transform", "nonlinearity", "bi_interaction"}
