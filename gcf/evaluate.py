@@ -41,15 +41,17 @@ def _sampled_spec(sampled: str) -> tuple[str, int]:
 @torch.no_grad()
 def evaluate(model, split: Split, part: str = "test", ks=(10, 20), metrics=METRICS, batch_size: int = 1024,
              device: str | torch.device = "cpu", sampled: str | None = None, seed: int = 0,
-             mask_seen: bool = True) -> dict:
-    """Mean of each metric over users with held-out items in ``part`` ('valid' or 'test')."""
+             mask_seen: bool = True, users: np.ndarray | None = None) -> dict:
+    """Mean of each metric over users with held-out items in ``part`` ('valid' or 'test');
+    ``users`` restricts it to those of them in the given ids (e.g. a timed sample)."""
     if part not in ("valid", "test"):
         raise ValueError(f"part must be 'valid' or 'test', got {part!r}")
     target = split.csr(part)
     history = split.history(part)
     seen = history.csr()
     n_rel_all = np.diff(target.indptr)
-    users = np.flatnonzero(n_rel_all > 0)
+    held = np.flatnonzero(n_rel_all > 0)
+    users = held if users is None else np.intersect1d(held, np.asarray(users, dtype=np.int64))
     if len(users) == 0:
         raise ValueError(f"the {part} split is empty: nothing to evaluate ({split.method})")
     ks = sorted(set(int(k) for k in ks))
