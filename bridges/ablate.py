@@ -67,7 +67,7 @@ from gcf.trainer import valid_metric_name
 RUNNER_KEYS = ("name", "description", "base", "grid", "variants", "seeds", "baseline", "report", "family",
                "out_dir", "report_dir")
 # Packages that register models outside gcf, imported only when a run needs one of their models.
-MODEL_MODULES = ("seq.models", "bridges.bitvae_rec")
+MODEL_MODULES = ("seq.models", "bridges.models")
 # Keys that do not change a run's result: a finished run made with another value is still reused.
 NEUTRAL_KEYS = ("data_dir", "progress", "eval_batch_size")
 
