@@ -120,3 +120,26 @@ def read_latents(path: str | os.PathLike, data: TrainData) -> dict:
             raise ValueError(f"{path}: {len(missing)} of this data's users have no vector there (e.g. {missing[:3]})")
         user = lat["user"][[row[str(u)] for u in data.user_ids]].astype(np.float32)
     return {"user": user, "item": item.astype(np.float32)}
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per column (columns without spread are only centred): the CF
+    models' scales differ by orders of magnitude, and the layers that take the vectors are
+    initialised for unit-scale inputs."""
+    x = np.asarray(x, dtype=np.float32)
+    std = x.std(0, keepdims=True)
+    return (x - x.mean(0, keepdims=True)) / np.where(std > 0, std, 1.0)
+
+
+def item_latents(data: TrainData, source: str, seed: int, dim: int | None = None, epochs: int | None = None,
+                 holdout: float = 0.1, cache_dir=None, path: str | None = None, device: str = "auto"
+                 ) -> np.ndarray | None:
+    """The bridge models' item input: standardised ``[n_items, k]`` latents of ``source`` trained
+    on ``data`` (or read from ``path``, a ``latents.npz``); ``None`` for ``source="none"``."""
+    if path:
+        return standardise(read_latents(path, data)["item"])
+    if source == "none":
+        return None
+    if source not in SOURCES:
+        raise ValueError(f"latent_source must be none or one of {', '.join(SOURCES)}, got {source!r}")
+    return standardise(cf_latents(source, data, seed, dim, epochs, holdout, cache_dir, device)["item"])

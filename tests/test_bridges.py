@@ -9,7 +9,8 @@ import torch
 
 import bridges.models  # noqa: F401  (registers bitvae_rec)
 from bridges import latents as bl
-from bridges.models.bitvae_rec import BiTVAERec, standardise
+from bridges.latents import standardise
+from bridges.models.bitvae_rec import BiTVAERec
 from gcf.data.split import Split, leave_one_out
 from gcf.data.train_data import TrainData
 from gcf.models import build_model
@@ -93,3 +94,20 @@ def test_latent_slot_frozen_or_finetuned(loo, tmp_path, finetune):
     # the same seed builds the same model (the latents' training does not move CARCA's init)
     again = build_model("bitvae_rec", kw, loo, 11)
     assert torch.equal(again.item_embedding.weight, build_model("bitvae_rec", kw, loo, 11).item_embedding.weight)
+
+
+@pytest.mark.parametrize("join", ["add", "concat"])
+def test_sasrec_cf_starts_as_sasrec_and_learns_to_use_the_latents(loo, tmp_path, join):
+    kw = dict(max_len=12, hidden_size=16, n_layers=1, hidden_dropout_prob=0.0, attn_dropout_prob=0.0)
+    cf = build_model("sasrec_cf", {**kw, "latent_source": "lightgcn", "latent_dim": 8, "latent_epochs": 2,
+                                   "latent_cache": str(tmp_path), "latent_device": "cpu", "latent_join": join}, loo, 4)
+    plain = build_model("sasrec", kw, loo, 4)
+    items = torch.tensor([[0, 0, 5, 9, 17], [3, 4, 5, 6, 7]])
+    assert torch.allclose(cf.hidden(items), plain.hidden(items), atol=1e-5)  # the join starts neutral
+    data = TrainData.from_split(loo)
+    opt = torch.optim.Adam(cf.param_groups(), lr=1e-2)
+    batch = next(iter(cf.batches(data, 64).epoch(np.random.default_rng(0))))
+    cf.loss(batch).backward()
+    opt.step()
+    assert not torch.allclose(cf.hidden(items), plain.hidden(items), atol=1e-5)  # and then uses the latents
+    assert cf.join.weight.grad is not None and cf.join.weight.grad.abs().sum() > 0

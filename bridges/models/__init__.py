@@ -2,4 +2,4 @@
 sequence metrics, as ``python -m seq.train``)."""
 from __future__ import annotations
 
-from . import bitvae_rec  # noqa: F401  (registration)
+from . import bitvae_rec, sasrec_cf  # noqa: F401  (registration)

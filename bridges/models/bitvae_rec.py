@@ -38,14 +38,7 @@ from gcf.models.registry import register_model
 from seq.attributes import item_feature_matrix
 from seq.models.carca import CARCA
 
-from ..latents import SOURCES, cf_latents, read_latents
-
-
-def standardise(x: np.ndarray) -> np.ndarray:
-    """Zero mean, unit variance per column (columns without spread are only centred)."""
-    x = np.asarray(x, dtype=np.float32)
-    std = x.std(0, keepdims=True)
-    return (x - x.mean(0, keepdims=True)) / np.where(std > 0, std, 1.0)
+from ..latents import item_latents
 
 
 @register_model("bitvae_rec", family="seq")
@@ -71,16 +64,10 @@ class BiTVAERec(CARCA):
                  latent_cache: str | None = "runs/latent-cache", latent_path: str | None = None,
                  with_attributes: bool = False, finetune_latents: bool = False, latent_device: str = "auto",
                  item_features: str | None = "auto", tag_min_items: int = 2, **carca):
-        if latent_source != "none" and latent_source not in SOURCES:
-            raise ValueError(f"latent_source must be none or one of {', '.join(SOURCES)}, got {latent_source!r}")
         seed = torch.initial_seed()  # build_model seeded torch with the run's seed
-        parts = []
-        if latent_path:
-            parts.append(standardise(read_latents(latent_path, data)["item"]))
-        elif latent_source != "none":
-            lat = cf_latents(latent_source, data, seed, latent_dim, latent_epochs, latent_holdout, latent_cache,
-                             latent_device)
-            parts.append(standardise(lat["item"]))
+        latents = item_latents(data, latent_source, seed, latent_dim, latent_epochs, latent_holdout, latent_cache,
+                               latent_path, latent_device)
+        parts = [] if latents is None else [latents]
         latent_width = parts[0].shape[1] if parts else 0
         if with_attributes or not parts:  # plain CARCA keeps its attributes
             spec = self.auto_features(data) if item_features == "auto" else item_features
