@@ -143,7 +143,7 @@ class CARCA(SeqRecommender):
             weights and the feed-forward layers (0.2).
         item_features: attribute spec (``auto``; module docstring). tag_min_items: ``tags`` kept
             when on at least this many items (2).
-        context: ``auto`` | ``true`` | ``false``: the 6 time features (auto: when timestamps are
+        context: ``auto`` | ``on`` | ``off``: the 6 time features (auto: when timestamps are
             unix seconds). candidate_time: ``target`` (paper) | ``last`` (module docstring).
         week_scale: divisor of the ISO week (53; official 4).
         cross_attention: score by cross-attention (True) or by a dot product ("w/o CA").
@@ -196,13 +196,13 @@ class CARCA(SeqRecommender):
         has_seconds = times is not None and epoch_seconds(times)
         if context == "auto":
             self.context = has_seconds
-        elif isinstance(context, bool) or context in ("true", "false"):
-            self.context = context in (True, "true")
+        elif isinstance(context, bool) or context in ("on", "off"):
+            self.context = context in (True, "on")
             if self.context and not has_seconds:
-                raise ValueError("context=true needs timestamps in unix seconds; this dataset has "
-                                 f"{'none' if times is None else 'positions only (a sequence format)'}: use context=false")
+                raise ValueError("context=on needs timestamps in unix seconds; this dataset has "
+                                 f"{'none' if times is None else 'positions only (a sequence format)'}: use context=off")
         else:
-            raise ValueError(f"context must be auto, true or false, got {context!r}")
+            raise ValueError(f"context must be auto, on or off, got {context!r}")
         lo, hi = year_range(times) if self.context else (0.0, 1.0)
         self.register_buffer("year_bounds", torch.tensor([lo, hi], dtype=torch.float64))
 
@@ -287,31 +287,33 @@ class CARCA(SeqRecommender):
     def batches(self, data, batch_size: int):
         return NextItemTimeBatches(data, batch_size, self.max_len, self.n_negatives)
 
-    def loss(self, batch: dict) -> torch.Tensor:
-        items, targets = batch["items"], batch["targets"]  # [B, L]
-        times = batch.get("times")
-        if self.context and times is None:
-            raise ValueError("CARCA with context needs the batches' times")
-        B, L = items.shape
+    def step_logits(self, items: torch.Tensor, times: torch.Tensor | None, cands: torch.Tensor,
+                    cand_times: torch.Tensor | None) -> torch.Tensor:
+        """``[B, L, K]`` logits of candidates ``cands [B, L, K]`` (seq ids) for the step after each
+        profile position, with the context of ``cand_times [B, L]``; step ``t`` sees the profile up
+        to ``t`` only (unless ``official_attention``)."""
+        if self.context and (times is None or cand_times is None):
+            raise ValueError("CARCA with context needs the profile's and the candidates' times")
+        B, L, K = cands.shape
         h = self.profile(items, times)  # [B, L, d]
+        ctx = self.context_of(cand_times).unsqueeze(2).expand(-1, -1, K, -1) if self.context else None  # [B, L, K, 6]
+        c = self.embed(cands, ctx)  # [B, L, K, d]
+        if not self.cross_attention:
+            return (h.unsqueeze(2) * c).sum(-1)
+        pad = items == 0
+        mask = padding_mask(pad) if self.official_attention else \
+            causal_mask(pad).repeat_interleave(K, dim=2)  # [B, 1, L * K, L]: step t sees positions <= t
+        return self.cross_logits(c.reshape(B, L * K, self.d), h, mask).view(B, L, K)
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        items, targets, times = batch["items"], batch["targets"], batch.get("times")  # [B, L]
         cands = torch.cat([targets.unsqueeze(-1), batch["negatives"]], -1)  # [B, L, 1 + k]
-        ctx = None
+        when = None
         if self.context:
-            when = batch["target_times"] if self.candidate_time == "target" else times
-            ctx = self.context_of(when).unsqueeze(2).expand(-1, -1, cands.shape[2], -1)  # [B, L, 1 + k, 6]
-        c = self.embed(cands, ctx)  # [B, L, 1 + k, d]
-        if self.cross_attention:
-            K = cands.shape[2]
-            pad = items == 0
-            mask = padding_mask(pad) if self.official_attention else \
-                causal_mask(pad).repeat_interleave(K, dim=2)  # [B, 1, L * K, L]: step t sees positions <= t
-            logits = self.cross_logits(c.reshape(B, L * K, self.d), h, mask).view(B, L, K)
-        else:
-            logits = (h.unsqueeze(2) * c).sum(-1)  # [B, L, 1 + k]
-        keep = targets > 0
-        logits = logits[keep]  # [N, 1 + k]
+            when = batch.get("target_times") if self.candidate_time == "target" else times
+        logits = self.step_logits(items, times, cands, when)[targets > 0]  # [N, 1 + k]
         labels = torch.zeros_like(logits)
-        labels[:, 0] = 1.0
+        labels[:, 0] = 1.0  # the true next item; the negatives 0
         loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(-1).mean()
         if self.l2_emb:
             loss = loss + self.l2_emb * self.item_embedding.weight.pow(2).sum() / 2
