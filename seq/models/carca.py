@@ -22,7 +22,10 @@ outside the user's training items per position, plus ``l2_emb * sum(E^2) / 2``.
 ``cross_attention=false`` is the paper's "w/o CA" variant: ``y_j = sigma(H_t . q_j)``.
 
 As in the official code (``CARCA.py``): no positional embedding; ids scaled by ``sqrt(d)`` with a
-zero padding row; ``W_1, W_2`` and the logit layer initialised ``N(0, 0.01)``; attention
+zero padding row; ``W_1`` initialised ``N(0, 0.01)``, every other layer (``W_2``, the logit
+layer included) glorot-uniform, TF's default (with all three at ``N(0, 0.01)`` the product of
+small factors in the cross-attention head barely learns: hit@10 0.13 against 0.69 on the test's
+category task); attention
 projections ``Q, K, V`` with a leaky-ReLU (slope 0.2, TF's), no output projection, dropout on the
 weights; each profile block ``y = LN(x); x = MHA(y, x) * y`` (the "residual" is a product with the
 normalised queries; ``residual=add`` gives the usual sum), then ``y = LN(x); x = y + FFN(y)``
@@ -237,10 +240,9 @@ class CARCA(SeqRecommender):
             return "none"
 
     def reset_parameters(self) -> None:
-        glorot_init(self)
-        for layer in (self.feature_proj, self.combine, self.logit):
-            if layer is not None:
-                nn.init.normal_(layer.weight, std=0.01)
+        glorot_init(self)  # TF's default for every Dense layer, W_2 and the logit layer included
+        if self.feature_proj is not None:
+            nn.init.normal_(self.feature_proj.weight, std=0.01)  # the official W_1 initialiser
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 
