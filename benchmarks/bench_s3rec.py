@@ -1,0 +1,103 @@
+"""S3-Rec on Beauty (S3-Rec form): pre-training with the item attributes, then fine-tuning, in
+the paper's two protocols.
+
+Data: ``dataset=beauty`` (22,363 users, 12,101 items, 637 category/brand attributes from
+``Beauty_item2attributes.json``), leave-one-out. Two runs of ``python -m seq.train s3rec``:
+
+1. ``stage=pretrain attributes=attributes`` (AAP, MIP, MAP, SP; batch 100, lr 1e-3), for
+   ``--pretrain-epochs`` epochs (official: 300, checkpoint 150 used for Beauty), validation only
+   after the last epoch; writes ``runs/bench-s3rec/pretrain/last.pt``.
+2. ``stage=finetune pretrained=.../last.pt`` (BCE with one negative, batch 256, lr 1e-3, patience
+   10) for up to ``--finetune-epochs``; validation and test against 99 uniform negatives
+   (``sampled=uni99``: the target among 100 candidates, as S3-Rec's ``*_sample.txt``), and
+   full ranking of the test split next to it.
+
+Targets (issue 11): HR@10 >= 0.55 with 99 negatives (paper 0.5506, repo re-run 0.5687) and
+HR@10 >= 0.0647 with full ranking (S3-Rec's full-ranking table; SASRec 0.0605 there).
+``--scratch`` adds the same fine-tuning without pre-training (the ablation).
+
+    GCF_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/bench_s3rec.py --pretrain-epochs 2 --finetune-epochs 2
+
+Writes ``benchmarks/results/s3rec_beauty.json`` and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import seq.models  # noqa: E402,F401  (registers the sequence models)
+from gcf.train import run  # noqa: E402
+
+TARGETS = {"hit@10[uni99]": 0.55, "hit@10": 0.0647}
+PUBLISHED = {"hit@10[uni99]": 0.5506, "ndcg@10[uni99]": 0.3732, "hit@10": 0.0647, "ndcg@10": 0.0327}
+
+
+def keep(m: dict) -> dict:
+    return {k: m[k] for k in ("test", "valid", "sec_per_epoch", "epochs", "best_epoch", "train_sec", "history")}
+
+
+def table(results: dict) -> None:
+    print("\nBeauty (S3-Rec form), leave-one-out, history masked; test split\n")
+    print("| run | pre-train epochs | fine-tune epochs (best) | HR@10 uni99 | NDCG@10 uni99 | HR@10 full | "
+          "NDCG@10 full | s/epoch (pre / fine) |")
+    print("|---|---|---|---|---|---|---|---|")
+    pre = results.get("pretrain")
+    for name in ("finetune", "scratch"):
+        if name not in results:
+            continue
+        r, t = results[name], results[name]["test"]
+        pe = pre["epochs"] if pre and name == "finetune" else 0
+        ps = f"{pre['sec_per_epoch']:.0f}" if pre and name == "finetune" else "-"
+        print(f"| {name} | {pe} | {r['epochs']} ({r['best_epoch']}) | {t['hit@10[uni99]']:.4f} | "
+              f"{t['ndcg@10[uni99]']:.4f} | {t['hit@10']:.4f} | {t['ndcg@10']:.4f} | {ps} / {r['sec_per_epoch']:.0f} |")
+    print(f"| paper (S3-Rec repo) | 150 of 300 | <= 200 | {PUBLISHED['hit@10[uni99]']} | {PUBLISHED['ndcg@10[uni99]']} | "
+          f"{PUBLISHED['hit@10']} | {PUBLISHED['ndcg@10']} | |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pretrain-epochs", type=int, default=150)
+    p.add_argument("--finetune-epochs", type=int, default=200)
+    p.add_argument("--pretrain-samples", default="last", choices=["last", "prefixes"])
+    p.add_argument("--scratch", action="store_true", help="also fine-tune without pre-training")
+    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--out", default=str(HERE / "results" / "s3rec_beauty.json"))
+    args = p.parse_args()
+    data_dir = os.environ.get("GCF_DATA_DIR", str(HERE.parents[1] / "shared" / "data"))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(out.read_text()) if out.exists() and not args.force else {}
+    common = ["dataset=beauty", f"data_dir={data_dir}", f"seed={args.seed}", "progress=false", "resume=true"]
+    root = Path("runs/bench-s3rec")
+
+    def save():
+        out.write_text(json.dumps(results, indent=2))
+
+    if "pretrain" not in results:
+        e = args.pretrain_epochs
+        results["pretrain"] = keep(run("s3rec", [*common, "stage=pretrain", "attributes=attributes", f"epochs={e}",
+                                                 f"eval_step={e}", "batch_size=100",
+                                                 f"pretrain_samples={args.pretrain_samples}",
+                                                 f"out_dir={root / 'pretrain'}"], family="seq"))
+        save()
+    fine = [*common, "stage=finetune", f"epochs={args.finetune_epochs}", "sampled=uni99"]
+    if "finetune" not in results:
+        results["finetune"] = keep(run("s3rec", [*fine, f"pretrained={root / 'pretrain' / 'last.pt'}",
+                                                 f"out_dir={root / 'finetune'}"], family="seq"))
+        save()
+    if args.scratch and "scratch" not in results:
+        results["scratch"] = keep(run("s3rec", [*fine, f"out_dir={root / 'scratch'}"], family="seq"))
+        save()
+    table(results)
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
