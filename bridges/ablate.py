@@ -30,7 +30,8 @@ metric and the number of seeds; the paired comparison), ``paired.csv`` and the p
 ``bars.png`` (means with +-1 sd error bars and each seed's value) and, when exactly one key
 varies and its values are numbers, ``line.png``.
 
-Resuming: a run folder with ``metrics.json`` is finished and is not run again; one without it
+Runs go seed by seed (every variant at the first seed, then the next), so a grid stopped early
+still has paired seeds. Resuming: a run folder with ``metrics.json`` is finished and is not run again; one without it
 (interrupted) runs with ``resume=true``, so the trainer continues from its ``last.pt``. A folder
 made with other settings than the YAML asks for now is an error, never silently reused.
 
@@ -246,7 +247,7 @@ def run_ablation(abl: Ablation, progress: bool = True, train=train_one) -> pd.Da
     """Run every unfinished (variant, seed), write the summary files; returns the results table.
     ``train(model, overrides, family, folder) -> metrics`` is :func:`train_one` (tests count calls)."""
     abl.out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(v, s) for v in abl.variants for s in abl.seeds]
+    jobs = [(v, s) for s in abl.seeds for v in abl.variants]  # seed-major: a stopped grid still has paired seeds
     for v, s in jobs:  # a stale folder fails before anything trains
         _check_folder(run_dir(abl, v, s), _request(abl, v, s))
     todo = [(v, s) for v, s in jobs if not (run_dir(abl, v, s) / "metrics.json").exists()]

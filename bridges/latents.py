@@ -132,14 +132,20 @@ def standardise(x: np.ndarray) -> np.ndarray:
 
 
 def item_latents(data: TrainData, source: str, seed: int, dim: int | None = None, epochs: int | None = None,
-                 holdout: float = 0.1, cache_dir=None, path: str | None = None, device: str = "auto"
-                 ) -> np.ndarray | None:
-    """The bridge models' item input: standardised ``[n_items, k]`` latents of ``source`` trained
-    on ``data`` (or read from ``path``, a ``latents.npz``); ``None`` for ``source="none"``."""
+                 holdout: float = 0.1, cache_dir=None, path: str | None = None, device: str = "auto",
+                 with_users: bool = False):
+    """The bridge models' input: standardised ``[n_items, k]`` item latents of ``source`` trained
+    on ``data`` (or read from ``path``, a ``latents.npz``); ``None`` for ``source="none"``. With
+    ``with_users``, ``(items, users [n_users, k'])``."""
     if path:
-        return standardise(read_latents(path, data)["item"])
-    if source == "none":
-        return None
-    if source not in SOURCES:
+        lat = read_latents(path, data)
+        if with_users and lat["user"] is None:
+            raise ValueError(f"{path}: no user vectors (user_latent needs them)")
+    elif source == "none":
+        return (None, None) if with_users else None
+    elif source not in SOURCES:
         raise ValueError(f"latent_source must be none or one of {', '.join(SOURCES)}, got {source!r}")
-    return standardise(cf_latents(source, data, seed, dim, epochs, holdout, cache_dir, device)["item"])
+    else:
+        lat = cf_latents(source, data, seed, dim, epochs, holdout, cache_dir, device)
+    items = standardise(lat["item"])
+    return (items, standardise(lat["user"])) if with_users else items

@@ -111,3 +111,25 @@ def test_sasrec_cf_starts_as_sasrec_and_learns_to_use_the_latents(loo, tmp_path,
     opt.step()
     assert not torch.allclose(cf.hidden(items), plain.hidden(items), atol=1e-5)  # and then uses the latents
     assert cf.join.weight.grad is not None and cf.join.weight.grad.abs().sum() > 0
+
+
+def test_user_latent_joins_the_query_side(loo, tmp_path):
+    kw = dict(latent_source="lightgcn", latent_dim=8, latent_epochs=2, latent_cache=str(tmp_path),
+              latent_device="cpu", max_len=12, hidden_size=16, n_layers=1, dropout=0.0)
+    with_user = build_model("bitvae_rec", {**kw, "user_latent": True}, loo, 7)
+    items_only = build_model("bitvae_rec", kw, loo, 7)
+    with_user.eval(), items_only.eval()
+    users, hist = torch.tensor([0, 1]), torch.tensor([[0, 3, 4, 5], [6, 7, 8, 9]])
+    times = torch.full((2, 4), 1.0e9).double() if with_user.context else None
+    assert torch.allclose(with_user.score_sequences(users, hist, times), items_only.score_sequences(users, hist, times))
+    with torch.no_grad():
+        with_user.user_proj.weight.normal_()
+    a = with_user.score_sequences(users, hist, times)
+    b = with_user.score_sequences(users.flip(0), hist, times)  # the same histories, the other user's latent
+    assert not torch.allclose(a, b)
+    with_user.train()
+    batch = next(iter(with_user.batches(TrainData.from_split(loo), 16).epoch(np.random.default_rng(0))))
+    with_user.loss(batch).backward()
+    assert with_user.user_proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="user_latent=true needs latents"):
+        build_model("bitvae_rec", {"latent_source": "none", "user_latent": True}, loo, 1)

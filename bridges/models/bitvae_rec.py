@@ -25,8 +25,11 @@ what the CF model learned). ``latent_path=`` reads a ``latents.npz`` written by 
 gcf.train`` instead (refused when trained on another split). ``latent_source=none`` is plain
 CARCA on the same split, the ablation's baseline.
 
-The plan also lets the user latent join the query side; that needs a per-user term in CARCA's
-candidate vectors and is not offered yet.
+``user_latent=true`` lets the user's CF latent join the query side, as the plan suggests: every
+candidate vector of user ``u`` gets ``+ U \theta_u`` (``theta_u`` the user's standardised
+latent, ``U: k -> d`` initialised at zero so training starts from the item-only model), through
+CARCA's :meth:`~seq.models.carca.CARCA.candidate_offset`. A user's latent comes from the same
+training part; a user with no training interaction gets what the CF model gives an unseen user.
 """
 from __future__ import annotations
 
@@ -57,16 +60,22 @@ class BiTVAERec(CARCA):
         finetune_latents: train the attribute slot (the latents, and the attributes joined to
             them) with the model (False: frozen).
         latent_device: where the CF model trains (``auto``).
+        user_latent: add the user's CF latent to the candidates (query side; False).
     """
 
     def __init__(self, data, latent_source: str = "bivae", latent_dim: int | None = None,
                  latent_epochs: int | None = None, latent_holdout: float = 0.1,
                  latent_cache: str | None = "runs/latent-cache", latent_path: str | None = None,
                  with_attributes: bool = False, finetune_latents: bool = False, latent_device: str = "auto",
-                 item_features: str | None = "auto", tag_min_items: int = 2, **carca):
+                 user_latent: bool = False, item_features: str | None = "auto", tag_min_items: int = 2, **carca):
         seed = torch.initial_seed()  # build_model seeded torch with the run's seed
+        if user_latent and latent_source == "none" and not latent_path:
+            raise ValueError("user_latent=true needs latents (latent_source bivae|vaecf|lightgcn or latent_path)")
         latents = item_latents(data, latent_source, seed, latent_dim, latent_epochs, latent_holdout, latent_cache,
-                               latent_path, latent_device)
+                               latent_path, latent_device, with_users=user_latent)
+        users = None
+        if user_latent:
+            latents, users = latents
         parts = [] if latents is None else [latents]
         latent_width = parts[0].shape[1] if parts else 0
         if with_attributes or not parts:  # plain CARCA keeps its attributes
@@ -78,3 +87,11 @@ class BiTVAERec(CARCA):
         self.latent_source, self.latent_width = ("file" if latent_path else latent_source), latent_width
         if finetune_latents and latent_width:
             self.attributes = nn.Parameter(self._buffers.pop("attributes"))  # the slot trains with the model
+        self.user_proj = None
+        if users is not None:
+            self.register_buffer("user_latents", torch.from_numpy(users))
+            self.user_proj = nn.Linear(users.shape[1], self.d, bias=False)
+            nn.init.zeros_(self.user_proj.weight)  # starts as the item-only model
+
+    def candidate_offset(self, users: torch.Tensor) -> torch.Tensor | None:
+        return None if self.user_proj is None else self.user_proj(self.user_latents[users])

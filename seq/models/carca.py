@@ -289,17 +289,25 @@ class CARCA(SeqRecommender):
     def batches(self, data, batch_size: int):
         return NextItemTimeBatches(data, batch_size, self.max_len, self.n_negatives)
 
+    def candidate_offset(self, users: torch.Tensor) -> torch.Tensor | None:
+        """``[B, d]`` added to every candidate vector of each user (query side), or ``None``:
+        CARCA has none; BiTVAE-Rec puts the user's CF latent here."""
+        return None
+
     def step_logits(self, items: torch.Tensor, times: torch.Tensor | None, cands: torch.Tensor,
-                    cand_times: torch.Tensor | None) -> torch.Tensor:
+                    cand_times: torch.Tensor | None, offset: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, L, K]`` logits of candidates ``cands [B, L, K]`` (seq ids) for the step after each
-        profile position, with the context of ``cand_times [B, L]``; step ``t`` sees the profile up
-        to ``t`` only (unless ``official_attention``)."""
+        profile position, with the context of ``cand_times [B, L]`` (and ``offset [B, d]`` added,
+        :meth:`candidate_offset`); step ``t`` sees the profile up to ``t`` only (unless
+        ``official_attention``)."""
         if self.context and (times is None or cand_times is None):
             raise ValueError("CARCA with context needs the profile's and the candidates' times")
         B, L, K = cands.shape
         h = self.profile(items, times)  # [B, L, d]
         ctx = self.context_of(cand_times).unsqueeze(2).expand(-1, -1, K, -1) if self.context else None  # [B, L, K, 6]
         c = self.embed(cands, ctx)  # [B, L, K, d]
+        if offset is not None:
+            c = c + offset[:, None, None, :]
         if not self.cross_attention:
             return (h.unsqueeze(2) * c).sum(-1)
         pad = items == 0
@@ -313,7 +321,8 @@ class CARCA(SeqRecommender):
         when = None
         if self.context:
             when = batch.get("target_times") if self.candidate_time == "target" else times
-        logits = self.step_logits(items, times, cands, when)[targets > 0]  # [N, 1 + k]
+        offset = self.candidate_offset(batch["users"])
+        logits = self.step_logits(items, times, cands, when, offset)[targets > 0]  # [N, 1 + k]
         labels = torch.zeros_like(logits)
         labels[:, 0] = 1.0  # the true next item; the negatives 0
         loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(-1).mean()
@@ -344,6 +353,9 @@ class CARCA(SeqRecommender):
         h = self.profile(items, times)  # [B, L, d]
         when = times[:, -1] if self.context else None  # the newest history item's time
         base, shift = self.candidate_parts(when)
+        offset = self.candidate_offset(users)
+        if offset is not None:
+            shift = offset[:, None, :] if shift is None else shift + offset[:, None, :]
         if not self.cross_attention:
             scores = h[:, -1] @ base.T  # [B, n]
             return scores if shift is None else scores + (h[:, -1:] * shift).sum(-1)
