@@ -21,6 +21,12 @@ its whole ``fit`` time (validation included), so it is a lower bound.
 
 Writes ``benchmarks/results/ctr_ml-100k.json`` (per seed; a re-run resumes, skipping the seeds
 already there) and prints a Markdown table of mean +- std (min-max) per model.
+
+``--tune`` runs the small validation-only search that picked the shipped defaults (``TUNE_GRID``
+below; the test split is trained on never and its numbers are not kept): validation AUC and
+LogLoss at the best epoch per setting and seed, ``benchmarks/results/ctr_tune_ml-100k.json``.
+
+    GCF_DATA_DIR=../shared/data python benchmarks/bench_ctr.py --tune --models deepfm,afn --seeds 1,2
 """
 from __future__ import annotations
 
@@ -45,6 +51,17 @@ from gcf.train import run  # noqa: E402
 RECBOLE = {"lr": (0.8302, 0.4228, 0.8288), "fm": (0.8509, 0.4059, 0.8583), "deepfm": (0.8511, 0.4218, 0.8593)}
 RECBOLE_NAMES = {"lr": "LR", "fm": "FM", "deepfm": "DeepFM"}
 PEER_SCRIPT = HERE.parents[1] / "shared" / "peers" / "recbole_ctr.py"
+
+# The validation search (--tune): each setting's overrides on top of configs/model/<model>.yaml.
+# embedding_regularizer is FuxiCTR's (BARS MovielensLatest_x1: DeepFM 0.01, AFN 0.001).
+TUNE_GRID = {
+    "fm": [[f"embedding_regularizer={r}"] for r in (0, 0.0001, 0.001, 0.01)],
+    "deepfm": [[f"embedding_regularizer={r}"] for r in (0, 0.0001, 0.001, 0.01, 0.03)]
+    + [["embedding_regularizer=0.01", "batch_norm=true"]],
+    "afn": [[f"embedding_regularizer={r}"] for r in (0, 0.001, 0.01)]
+    + [["embedding_regularizer=0.01", "batch_norm=false", "afn_hidden_size=[400]", "dropout_prob=0.4"]],
+    "afnplus": [[f"embedding_regularizer={r}"] for r in (0, 0.01)],
+}
 
 
 def fmt(xs: list[float]) -> str:
@@ -73,11 +90,14 @@ def main() -> None:
     p.add_argument("--recbole-python", default=None, help="python of a venv with RecBole 1.2.1")
     p.add_argument("--out-root", default="runs/bench-ctr")
     p.add_argument("--out", default=None)
+    p.add_argument("--tune", action="store_true", help="the validation search of TUNE_GRID (see the docstring)")
     p.add_argument("extra", nargs="*", help="key=value overrides for every model (e.g. device=cpu)")
     args = p.parse_args()
     data_dir = os.environ.get("GCF_DATA_DIR", str(HERE.parents[1] / "shared" / "data"))
     seeds = [int(s) for s in args.seeds.split(",")]
     models = args.models.split(",")
+    if args.tune:
+        return tune(models, seeds, data_dir, args)
     out = Path(args.out or HERE / "results" / "ctr_ml-100k.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(out.read_text()) if out.exists() else {}
@@ -122,6 +142,38 @@ def main() -> None:
         print(f"| {model} | {fmt([r['test']['auc'] for r in rows])} | {fmt([r['test']['logloss'] for r in rows])} | "
               f"{fmt([r['valid']['auc'] for r in rows])} | {statistics.median(r['epochs'] for r in rows):.0f} | "
               f"{statistics.median(throughput(r) for r in rows):,.0f} | {rb_cols} |")
+    print(f"\nwrote {out}")
+
+
+def tune(models: list[str], seeds: list[int], data_dir: str, args) -> None:
+    """Validation AUC / LogLoss of each TUNE_GRID setting (the best epoch on validation AUC)."""
+    out = Path(args.out or HERE / "results" / "ctr_tune_ml-100k.json")
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for model in models:
+        for setting in TUNE_GRID.get(model, [[]]):
+            name = " ".join(setting) or "defaults"
+            per_seed = results.setdefault(model, {}).setdefault(name, {})
+            for seed in seeds:
+                if str(seed) in per_seed:
+                    continue
+                keys = ["dataset=ml-100k", f"data_dir={data_dir}", "task=ctr", "progress=false", f"seed={seed}",
+                        f"out_dir={args.out_root}/tune-{model}-{seed}", *setting, *args.extra]
+                m = run(model, keys, quiet=True)
+                curve = [(h["epoch"], h["valid"]["auc"], h["valid"]["logloss"]) for h in m["history"] if "valid" in h]
+                per_seed[str(seed)] = {"valid": m["valid"], "best_epoch": m["best_epoch"], "epochs": m["epochs"],
+                                       "train_sec": m["train_sec"], "min_valid_logloss": min(c[2] for c in curve),
+                                       "curve": curve}
+                print(f"{model} [{name}] seed {seed}: valid auc {m['valid']['auc']:.4f} logloss "
+                      f"{m['valid']['logloss']:.4f} (best epoch {m['best_epoch']}/{m['epochs']})", file=sys.stderr)
+                out.write_text(json.dumps(results, indent=1))
+    print("\n| model | setting | valid AUC | valid LogLoss (best-AUC epoch) | best epoch |\n|---|---|---|---|---|")
+    for model in models:
+        for name, per_seed in results.get(model, {}).items():
+            rows = [per_seed[str(s)] for s in seeds if str(s) in per_seed]
+            if rows:
+                print(f"| {model} | {name} | {fmt([r['valid']['auc'] for r in rows])} | "
+                      f"{fmt([r['valid']['logloss'] for r in rows])} | "
+                      f"{statistics.median(r['best_epoch'] for r in rows):.0f} |")
     print(f"\nwrote {out}")
 
 

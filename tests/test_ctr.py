@@ -185,6 +185,42 @@ def test_batches_hold_labelled_rows_or_positives_with_sampled_negatives(ml_small
     assert total == len(ml_small_split.train) and len(batches) == -(-total // 512)
 
 
+# ------------------------------------------------------- embedding regularizer
+def test_embedding_regularizer_is_fuxictr_l2_on_the_tables(tmp_path):
+    """Adam's weight decay on the tables' group takes the same step as FuxiCTR's loss term
+    lambda/2 * ||E||^2 over every embedding table; the other parameters are not decayed."""
+    from gcf.models.deepfm import DeepFM
+    fields = [{"name": "user_id", "source": "user"}, {"name": "item_id", "source": "item"},
+              {"name": "genres", "source": "item", "type": "sequence"}]
+    data = small_data(fields, [(0, 0), (0, 1), (1, 1), (1, 3), (2, 2)])
+    lam = 0.05
+    torch.manual_seed(0)
+    ours = DeepFM(data, embedding_size=4, mlp_hidden_size=[8], dropout_prob=0.0, embedding_regularizer=lam)
+    ref = DeepFM(data, embedding_size=4, mlp_hidden_size=[8], dropout_prob=0.0)
+    ref.load_state_dict(ours.state_dict())
+    groups = ours.param_groups()
+    tables = [ours.weights.table.weight, ours.embedding.table.weight]
+    assert [id(p) for p in groups[0]["params"]] == [id(p) for p in tables] and groups[0]["weight_decay"] == lam
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in ours.parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(list(ours.parameters()))
+    batch = next(iter(FieldBatches(data, 16, neg_samples=1).epoch(np.random.default_rng(0))))
+    opt_ours = torch.optim.Adam(groups, lr=0.01)
+    opt_ref = torch.optim.Adam(ref.param_groups(), lr=0.01)
+    for _ in range(3):
+        opt_ours.zero_grad(), opt_ref.zero_grad()
+        ours.loss(batch).backward()
+        (ref.loss(batch) + lam / 2 * sum(t.pow(2).sum() for t in (ref.weights.table.weight,
+                                                                   ref.embedding.table.weight))).backward()
+        opt_ours.step(), opt_ref.step()
+    for (name, a), b in zip(ours.named_parameters(), ref.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    plain = DeepFM(data, embedding_size=4, mlp_hidden_size=[8], dropout_prob=0.0)
+    plain.load_state_dict(ref.state_dict())
+    assert len(plain.param_groups()) == 1  # no regularizer: one group, the config's weight_decay
+    with pytest.raises(ValueError, match="embedding_regularizer must be >= 0"):
+        DeepFM(data, embedding_regularizer=-1.0)
+
+
 # ------------------------------------------------------------- models learn
 BUDGET = {  # a short budget each on the embedded ml-latest-small, task=ctr
     "lr": ["epochs=3", "learning_rate=0.01"],

@@ -80,12 +80,12 @@ class LogTransformLayer(nn.Module):
 class AFN(FeatureRecommender):
     def __init__(self, data: TrainData, embedding_size: int = 16, log_neurons: int = 200,
                  afn_hidden_size: list = (400, 400, 400), dropout_prob: float = 0.0, clip_grad_value: float = 1.0,
-                 neg_samples: int = 1):
-        super().__init__(data, neg_samples)
+                 batch_norm: bool = True, embedding_regularizer: float = 0.0, neg_samples: int = 1):
+        super().__init__(data, neg_samples, embedding_regularizer=embedding_regularizer)
         self.embedding = FieldEmbedding(self.encoder, embedding_size)
         self.embedding.reset_parameters(nn.init.xavier_normal_)
         self.log_layer = LogTransformLayer(self.n_fields, log_neurons)
-        self.afn_mlp = MLP(log_neurons * embedding_size, list(afn_hidden_size), dropout_prob, batch_norm=True)
+        self.afn_mlp = MLP(log_neurons * embedding_size, list(afn_hidden_size), dropout_prob, batch_norm=batch_norm)
         self.clip_grad_value = clip_grad_value
         self._clipped: set = set()
         self._clip_gradients()
@@ -112,15 +112,15 @@ class AFNPlus(AFN):
     def __init__(self, data: TrainData, embedding_size: int = 16, log_neurons: int = 200,
                  afn_hidden_size: list = (400, 400, 400), dnn_hidden_size: list = (400, 400, 400),
                  dropout_prob: float = 0.0, ensemble: str = "official", clip_grad_value: float = 1.0,
-                 neg_samples: int = 1):
+                 batch_norm: bool = True, embedding_regularizer: float = 0.0, neg_samples: int = 1):
         super().__init__(data, embedding_size, log_neurons, afn_hidden_size, dropout_prob, clip_grad_value,
-                         neg_samples)
+                         batch_norm, embedding_regularizer, neg_samples)
         if ensemble not in ("official", "joint"):
             raise ValueError(f"ensemble must be 'official' or 'joint', got {ensemble!r}")
         self.ensemble = ensemble
         self.dnn_embedding = FieldEmbedding(self.encoder, embedding_size)
         self.dnn_embedding.reset_parameters(partial(nn.init.normal_, std=0.1))
-        self.dnn_mlp = MLP(self.n_fields * embedding_size, list(dnn_hidden_size), dropout_prob, batch_norm=True)
+        self.dnn_mlp = MLP(self.n_fields * embedding_size, list(dnn_hidden_size), dropout_prob, batch_norm=batch_norm)
         self.ensemble_weight = nn.Parameter(torch.full((2,), 0.5))  # (w_DNN, w_AFN)
         self.ensemble_bias = nn.Parameter(torch.zeros(1))
         self._clip_gradients()

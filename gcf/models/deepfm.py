@@ -30,13 +30,15 @@ from .feature import MLP, FeatureRecommender, FieldEmbedding, fm_interaction
 
 
 class DeepFM(FeatureRecommender):
-    def __init__(self, data: TrainData, embedding_size: int = 16, mlp_hidden_size: list = (64, 64, 64),
-                 dropout_prob: float = 0.2, neg_samples: int = 1):
-        super().__init__(data, neg_samples)
+    def __init__(self, data: TrainData, embedding_size: int = 16, mlp_hidden_size: list = (128, 128, 128),
+                 dropout_prob: float = 0.2, batch_norm: bool = False, embedding_regularizer: float = 0.0,
+                 neg_samples: int = 1):
+        super().__init__(data, neg_samples, embedding_regularizer=embedding_regularizer)
         self.weights = FieldEmbedding(self.encoder, 1, pooling="sum")
         self.embedding = FieldEmbedding(self.encoder, embedding_size)
         # the global bias is the FM part's: no second one in the MLP's output layer
-        self.mlp = MLP(self.n_fields * embedding_size, list(mlp_hidden_size), dropout_prob, output_bias=False)
+        self.mlp = MLP(self.n_fields * embedding_size, list(mlp_hidden_size), dropout_prob, batch_norm=batch_norm,
+                       output_bias=False)
         self.weights.reset_parameters(nn.init.xavier_normal_)
         self.embedding.reset_parameters(nn.init.xavier_normal_)
         for m in self.mlp.modules():

@@ -90,19 +90,28 @@ class MLP(nn.Sequential):
 
 
 class FeatureRecommender(Recommender):
-    """Base of the feature models (see the module docstring).
+    r"""Base of the feature models (see the module docstring).
 
     Args:
         data: the training data; ``data.fields`` are the declared fields.
         neg_samples: negatives per positive with ``task=ranking`` (ignored with labels).
         score_rows_per_chunk: (user, item) pairs per forward pass when ranking all items.
+        embedding_regularizer: L2 weight :math:`\lambda` on every :class:`FieldEmbedding` table,
+            FuxiCTR's ``embedding_regularizer``: :math:`\tfrac{\lambda}{2}\lVert E\rVert^2` of the
+            whole table added to the batch loss, i.e. Adam's (coupled) ``weight_decay`` on the
+            tables' parameter group (default: 0, none). The config's ``weight_decay`` stays the
+            other parameters' (FuxiCTR's ``net_regularizer``).
     """
 
     batch_kind = "fields"
 
-    def __init__(self, data: TrainData, neg_samples: int = 1, score_rows_per_chunk: int = 1 << 16):
+    def __init__(self, data: TrainData, neg_samples: int = 1, score_rows_per_chunk: int = 1 << 16,
+                 embedding_regularizer: float = 0.0):
         super().__init__(data)
+        if embedding_regularizer < 0:
+            raise ValueError(f"embedding_regularizer must be >= 0, got {embedding_regularizer}")
         self.encoder = FieldEncoder(data.fields, data)
+        self.embedding_regularizer = float(embedding_regularizer)
         self.neg_samples = neg_samples
         self.score_rows_per_chunk = score_rows_per_chunk
         self.n_fields = self.encoder.n_fields
@@ -114,6 +123,14 @@ class FeatureRecommender(Recommender):
 
     def forward(self, users: torch.Tensor, items: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         return self.logit(self.encoder(users, items, context))
+
+    def param_groups(self) -> list[dict]:
+        """The embedding tables in a group of their own with ``weight_decay=embedding_regularizer``."""
+        if not self.embedding_regularizer:
+            return super().param_groups()
+        tables = {id(m.table.weight): m.table.weight for m in self.modules() if isinstance(m, FieldEmbedding)}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in tables]
+        return [{"params": list(tables.values()), "weight_decay": self.embedding_regularizer}, {"params": rest}]
 
     def batches(self, data: TrainData, batch_size: int) -> FieldBatches:
         return FieldBatches(data, batch_size, self.neg_samples)

@@ -28,8 +28,9 @@ from .feature import FeatureRecommender, FieldEmbedding, fm_interaction
 
 
 class FM(FeatureRecommender):
-    def __init__(self, data: TrainData, embedding_size: int = 16, neg_samples: int = 1):
-        super().__init__(data, neg_samples)
+    def __init__(self, data: TrainData, embedding_size: int = 16, neg_samples: int = 1,
+                 embedding_regularizer: float = 0.0):
+        super().__init__(data, neg_samples, embedding_regularizer=embedding_regularizer)
         self.weights = FieldEmbedding(self.encoder, 1, pooling="sum")
         self.embedding = FieldEmbedding(self.encoder, embedding_size)
         self.weights.reset_parameters(nn.init.xavier_normal_)

@@ -22,8 +22,8 @@ from .feature import FeatureRecommender, FieldEmbedding
 
 
 class LR(FeatureRecommender):
-    def __init__(self, data: TrainData, neg_samples: int = 1):
-        super().__init__(data, neg_samples)
+    def __init__(self, data: TrainData, neg_samples: int = 1, embedding_regularizer: float = 0.0):
+        super().__init__(data, neg_samples, embedding_regularizer=embedding_regularizer)
         self.weights = FieldEmbedding(self.encoder, 1, pooling="sum")
         self.weights.reset_parameters(nn.init.xavier_normal_)
         self.bias = nn.Parameter(torch.zeros(1))
