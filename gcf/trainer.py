@@ -142,7 +142,8 @@ class Trainer:
                                      batch_size=int(c["eval_batch_size"]))
         return evaluate(self.model, self.split, part, ks=c["topk"], metrics=c["metrics"],
                         batch_size=int(c["eval_batch_size"]), device=self.device,
-                        sampled=c.get("sampled") if sampled is True else sampled, seed=int(c["seed"]))
+                        sampled=c.get("sampled") if sampled is True else sampled, seed=int(c["seed"]),
+                        mask_seen=bool(c.get("mask_seen", True)))
 
     # ------------------------------------------------------------ checkpoints
     def _path(self, name: str) -> Path | None:

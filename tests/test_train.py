@@ -232,3 +232,12 @@ def test_fit_restores_the_callers_determinism_setting(tmp_path):
     assert not torch.are_deterministic_algorithms_enabled()
     run("bpr", [f"out_dir={tmp_path}", "epochs=1", *FAST], quiet=True)
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_mask_seen_key_reaches_the_evaluator(tmp_path):
+    """``mask_seen=false`` lets the history's items rank (Pop then puts the user's own popular items
+    first and loses hits); the default masks them."""
+    from gcf.train import run
+    on = run("pop", [f"out_dir={tmp_path / 'on'}", "progress=false"], quiet=True)["test"]
+    off = run("pop", [f"out_dir={tmp_path / 'off'}", "progress=false", "mask_seen=false"], quiet=True)["test"]
+    assert off["recall@20"] < on["recall@20"]
