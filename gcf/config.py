@@ -99,8 +99,8 @@ def _same_type(value, default) -> bool:
         return isinstance(value, (list, tuple))
     if isinstance(default, dict):
         return isinstance(value, dict)
-    if isinstance(default, str):
-        return isinstance(value, str)
+    if isinstance(default, str):  # a tri-state key (default "auto") also takes true / false
+        return isinstance(value, str) or (default == "auto" and isinstance(value, bool))
     return True
 
 

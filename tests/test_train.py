@@ -180,6 +180,11 @@ def test_config_values_are_type_checked_naming_the_key():
         resolve_config("bpr", ["resume=1"])
     with pytest.raises(ValueError, match=r"key 'hidden_size_list' expects a list"):
         resolve_config("ngcf", ["hidden_size_list=64"])
+    import seq.models  # noqa: F401  (carca: a tri-state key, default "auto", takes true/false or a string)
+    assert resolve_config("carca", ["context=off"])[0]["context"] is False  # YAML reads off as false
+    assert resolve_config("carca", ["context=auto"])[0]["context"] == "auto"
+    with pytest.raises(ValueError, match=r"key 'loss' expects a string"):
+        resolve_config("sasrec", ["loss=false"])  # other string keys do not
     cfg, _ = resolve_config("bpr", ["learning_rate=1"])  # an int is a valid float
     assert cfg["learning_rate"] == 1.0 and isinstance(cfg["learning_rate"], float)
     proc = subprocess.run([sys.executable, "-m", "gcf.train", "pop", "epochs=abc"], cwd=ROOT,
