@@ -22,6 +22,8 @@ win over both. Every run's config is resolved before anything trains, so a wrong
 once, naming the variant. Grid variants are named ``key=value`` (``n_layers=3``;
 ``a=1,b=2`` for several keys).
 
+``--summary-only`` writes the summary of the runs finished so far and trains nothing.
+
 Outputs under ``out_dir``: one folder per (variant, seed), ``<variant>/seed-<seed>/``, holding the
 run's usual files (``config.yaml``, ``train.log``, ``best.pt``, ``last.pt``, ``metrics.json``) plus
 ``ablation.json`` (what the runner asked for) and ``console.log`` (the run's console output);
@@ -497,9 +499,15 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if argv else 2
+    summary_only = "--summary-only" in argv
+    argv = [a for a in argv if a != "--summary-only"]
     try:
         abl = load_ablation(argv[0], argv[1:])
-        results = run_ablation(abl)
+        if summary_only:  # tables and plots of the runs finished so far; nothing trains
+            results = collect_results(abl)
+            write_summary(abl, results)
+        else:
+            results = run_ablation(abl)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -92,7 +92,7 @@ def test_resume_half_finished_grid(tmp_path, monkeypatch):
         run_ablation(abl, progress=False, train=counting)
     monkeypatch.setattr(Trainer, "_save_last", save_last)
     assert len(calls) == 3
-    interrupted = ablate.run_dir(abl, abl.variants[1], 1)
+    interrupted = ablate.run_dir(abl, abl.variants[0], 2)  # seed-major order: (v0, 1), (v1, 1), (v0, 2), (v1, 2)
     assert calls[2] == interrupted and (interrupted / "last.pt").exists()
     assert not (interrupted / "metrics.json").exists()
     assert sum(1 for _ in abl.out_dir.glob("*/seed-*/metrics.json")) == 2
