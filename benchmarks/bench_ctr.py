@@ -6,7 +6,9 @@ in ../shared/benchmarks-peers.md): the ratings of 3 dropped, label = rating >= 4
 labelled rows); fields user_id, item_id, age, gender, occupation (``.user``), release_year,
 genres (``class``, ``.item``; ``configs/data/ml-100k.yaml``); one random 8:1:1 split of all
 rows; embedding 16, batch 4096, Adam 1e-3, early stopping on validation AUC with patience 10;
-test AUC and LogLoss with the best checkpoint. Each run is
+test AUC and LogLoss with the best checkpoint. Each model runs with its shipped
+``configs/model/<model>.yaml`` (DeepFM, AFN and AFN+ with the validation-picked settings of
+``--tune``, see below). Each run is
 ``python -m gcf.train MODEL dataset=ml-100k task=ctr seed=S``; the seed sets the split, the
 initialisation and the batch order, so the spread covers all three.
 
@@ -18,6 +20,12 @@ its whole ``fit`` time (validation included), so it is a lower bound.
 
     GCF_DATA_DIR=../shared/data python benchmarks/bench_ctr.py [--models lr,fm,deepfm,afn,afnplus]
         [--seeds 1,2,3,4,5] [--recbole-python /path/to/venv-recbole/bin/python] [key=value ...]
+
+Throughput next to RecBole, alone on the machine (a fresh ``--out`` so nothing is resumed):
+
+    GCF_DATA_DIR=../shared/data python benchmarks/bench_ctr.py --seeds 1 \
+        --recbole-python /work/venv-recbole/bin/python \
+        --out benchmarks/results/ctr_speed_ml-100k.json --out-root runs/bench-ctr-speed
 
 Writes ``benchmarks/results/ctr_ml-100k.json`` (per seed; a re-run resumes, skipping the seeds
 already there) and prints a Markdown table of mean +- std (min-max) per model.
@@ -55,12 +63,13 @@ PEER_SCRIPT = HERE.parents[1] / "shared" / "peers" / "recbole_ctr.py"
 # The validation search (--tune): each setting's overrides on top of configs/model/<model>.yaml.
 # embedding_regularizer is FuxiCTR's (BARS MovielensLatest_x1: DeepFM 0.01, AFN 0.001).
 TUNE_GRID = {
-    "fm": [[f"embedding_regularizer={r}"] for r in (0, 0.0001, 0.001, 0.01)],
-    "deepfm": [[f"embedding_regularizer={r}"] for r in (0, 0.0001, 0.001, 0.01, 0.03)]
-    + [["embedding_regularizer=0.01", "batch_norm=true"]],
-    "afn": [[f"embedding_regularizer={r}"] for r in (0, 0.001, 0.01)]
-    + [["embedding_regularizer=0.01", "batch_norm=false", "afn_hidden_size=[400]", "dropout_prob=0.4"]],
-    "afnplus": [[f"embedding_regularizer={r}"] for r in (0, 0.01)],
+    "fm": [[f"embedding_regularizer={r}"] for r in (0.0001, 0.001, 0.01)],  # 0: the benchmark's runs before
+    "deepfm": [[f"embedding_regularizer={r}"] for r in (0, 0.0001, 0.001, 0.01, 0.03, 0.1)],
+    # AFN: the official MLP (400-400-400 with batch norm) against FuxiCTR's tuned MovielensLatest shape
+    # (one layer, no batch norm, dropout 0.4), then the regularizer around the first choice
+    "afn": [["embedding_regularizer=0.01", "batch_norm=false", "afn_hidden_size=[400]", "dropout_prob=0.4"]]
+    + [[f"embedding_regularizer={r}", "batch_norm=false", "afn_hidden_size=[400]", "dropout_prob=0.4"]
+       for r in (0.001, 0.03)],
 }
 
 

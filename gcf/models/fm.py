@@ -14,8 +14,10 @@ pairwise term computed in :math:`O(Fd)` (the paper's Lemma 3.1), the first-order
 :mod:`gcf.models.lr`.
 
 Choices: the paper trains squared or logit loss with SGD and L2; as RecBole's ``FM`` and
-FuxiCTR's (``MODELS.md``) this is BCE with Adam, Xavier-normal tables, zero bias and no L2
-(``weight_decay`` adds one). A sequence field enters the pairwise term once, mean-pooled
+FuxiCTR's (``MODELS.md``) this is BCE with Adam, Xavier-normal tables and zero bias.
+``embedding_regularizer`` (FuxiCTR's L2 on the tables, :class:`gcf.models.feature.FeatureRecommender`)
+is 1e-4 in ``configs/model/fm.yaml``, picked on ml-100k CTR validation in the same search as
+DeepFM's (``benchmarks/bench_ctr.py --tune``); RecBole has none (class default 0). A sequence field enters the pairwise term once, mean-pooled
 (RecBole's default), and the first-order term as a sum (multi-hot).
 """
 from __future__ import annotations
