@@ -104,11 +104,15 @@ class ItemIndex:
 
 
 @torch.no_grad()
-def query_vectors(model, users, history=None) -> tuple[torch.Tensor, torch.Tensor]:
+def query_vectors(model, users, history=None, user_table: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """``[B, K, d]`` query vectors of ``users`` and ``[B, K]`` validity (K = 1 but for
     multi-interest models); ``history`` (:class:`gcf.data.sequences.Sequences`) is what a
-    sequence model reads (default: its training sequences)."""
+    sequence model reads (default: its training sequences). ``user_table``: the user side of
+    ``latents()`` when the caller has it already (models without a history encoder)."""
     users = torch.as_tensor(np.asarray(users), dtype=torch.long)
+    if user_table is not None:
+        return user_table[users].float().cpu()[:, None, :], torch.ones(len(users), 1, dtype=torch.bool)
     if hasattr(model, "interest_vectors"):
         q, valid = model.interest_vectors(users, history)
         return q.float().cpu(), valid.cpu()
@@ -222,6 +226,9 @@ class Retriever:
         model.eval()
         self.model = model
         self.index = ItemIndex(item_vectors(model), index, **index_options)
+        # models without a history encoder: their user vectors are computed once, here
+        encodes = hasattr(model, "interest_vectors") or (hasattr(model, "encode") and hasattr(model, "max_len"))
+        self.user_table = None if encodes else model.latents()[0].detach().float().cpu()
         model.train(was_training)
 
     def recommend(self, users, k: int, history=None, exclude_seen: bool = True,
@@ -241,7 +248,7 @@ class Retriever:
         out_i, out_s = [], []
         for start in range(0, len(users), batch_size):
             batch = users[start:start + batch_size]
-            q, valid = query_vectors(model, batch, history)  # [B, K, d], [B, K]
+            q, valid = query_vectors(model, batch, history, self.user_table)  # [B, K, d], [B, K]
             B, K, d = q.shape
             seen = seen_all[batch] if seen_all is not None else None
             depth = k + (int(np.diff(seen.indptr).max()) if seen is not None and len(batch) else 0)

@@ -274,3 +274,15 @@ def test_model_beats_pop_under_comirec_protocol(name, pop_comirec, tmp_path):
     m = run_comirec(name, [f"out_dir={tmp_path}", *FAST, *BUDGET, f"learning_rate={LR[name]}"], quiet=True)
     assert m["users"]["test"] > 50
     assert m["test"]["recall@50"] > 1.1 * pop_comirec["recall@50"], (name, m["test"], pop_comirec)
+
+
+def test_retrieval_of_a_cf_model_is_its_own_ranking(comirec_split):
+    model = build_model("bpr", {}, comirec_split, seed=0)
+    users = np.unique(comirec_split.train.users)[:20]
+    ids, _ = recommend(model, users, 10)  # seen = the training matrix
+    with torch.no_grad():
+        scores = model.score(torch.from_numpy(users))
+    seen = model._train_matrix[users]
+    scores[torch.from_numpy(np.repeat(np.arange(len(users)), np.diff(seen.indptr))),
+           torch.from_numpy(seen.indices.astype(np.int64))] = float("-inf")
+    assert (ids == torch.topk(scores, 10, dim=1).indices.numpy()).all()
