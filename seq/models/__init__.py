@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from . import bert4rec, caser, fpmc, gru4rec, narm, sasrec, tisasrec, transrec  # noqa: F401  (registration)
 from . import comirec, mind  # noqa: F401  (registration: multi-interest models)
-from . import comirec, mind  # noqa: F401  (registration: multi-interest models)
 from . import cl4srec, s3rec  # noqa: F401  (registration: CL4SRec, S3-Rec)
 from . import carca  # noqa: F401  (registration: CARCA)
 from .base import SeqRecommender
