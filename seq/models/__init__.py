@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from . import bert4rec, caser, fpmc, gru4rec, narm, sasrec, tisasrec, transrec  # noqa: F401  (registration)
-from . import comirec, mind  # noqa: F401  (registration: multi-interest models)
-from . import cl4srec, s3rec  # noqa: F401  (registration: CL4SRec, S3-Rec)
-from . import carca  # noqa: F401  (registration: CARCA)
+from . import carca, cl4srec, s3rec  # noqa: F401  (part 2: attributes and context, contrastive, self-supervised)
+from . import diffurec, dreamrec  # noqa: F401  (diffusion)
+from . import comirec, mind  # noqa: F401  (multi-interest)
 from .base import SeqRecommender
 
 __all__ = ["SeqRecommender"]
