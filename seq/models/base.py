@@ -76,6 +76,31 @@ class SeqRecommender(Recommender):
         return self.over_all_users(enc), item
 
 
+def item_rows(weight: torch.Tensor) -> torch.Tensor:
+    """Rows ``1..n_items`` of an item table whose row 0 is padding, detached under ``no_grad``
+    (a view of a parameter keeps ``requires_grad`` even there)."""
+    return weight[1:] if torch.is_grad_enabled() else weight.detach()[1:]
+
+
+class GenerativeSeqRecommender(SeqRecommender):
+    """Models that generate the next item's embedding (DiffuRec, DreamRec: a seeded reverse
+    diffusion process) and score every item by its inner product with it."""
+
+    def generate(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``[B, d]`` generated embeddings for the right-aligned histories ``items [B, L]``."""
+        raise NotImplementedError
+
+    def score_sequences(self, users, items, times=None) -> torch.Tensor:
+        return self.generate(users, items) @ self.item_vectors().T  # [B, n_items]
+
+    def item_vectors(self) -> torch.Tensor:
+        return item_rows(self.item_embedding.weight)
+
+    def latents(self):
+        raise TypeError(f"{type(self).__name__}'s user representation is a random draw of the reverse process: "
+                        "no latents")
+
+
 def gcf_items(x: np.ndarray | torch.Tensor):
     """Seq ids (``i + 1``, 0 = padding) back to gcf ids."""
     return x - 1

@@ -43,7 +43,7 @@ from torch import nn
 from gcf.data.sampler import _keys, sample_negatives
 from gcf.models.registry import register_model
 
-from .base import SeqRecommender
+from .base import SeqRecommender, item_rows
 
 
 class CaserWindows:
@@ -149,8 +149,7 @@ class Caser(SeqRecommender):
         return self.encode_user(users, items) @ self.W2.weight[1:].T + self.b2[1:]  # [B, n_items]
 
     def item_vectors(self) -> torch.Tensor:
-        w = self.W2.weight  # a view of a parameter keeps requires_grad even under no_grad
-        return w[1:] if torch.is_grad_enabled() else w.detach()[1:]
+        return item_rows(self.W2.weight)
 
     @torch.no_grad()
     def latents(self):

@@ -71,11 +71,11 @@ from ..data import PrefixBatches
 from ..diffusion import GaussianDiffusion, batch_generator, beta_schedule
 from ..layers import Block
 from ..losses import next_item_loss
-from .base import SeqRecommender
+from .base import GenerativeSeqRecommender
 
 
 @register_model("diffurec", family="seq")
-class DiffuRec(SeqRecommender):
+class DiffuRec(GenerativeSeqRecommender):
     """DiffuRec (module docstring)."""
 
     def __init__(self, data, max_len: int = 50, hidden_size: int = 128, n_layers: int = 4, n_heads: int = 4,
@@ -156,13 +156,3 @@ class DiffuRec(SeqRecommender):
         h, mask = self.history(items), self._mask(items)
         return self.diffusion.sample(lambda x, t: self.approximator(h, mask, x, t, self._lambda(h.shape, g, h.device)),
                                      (len(items), self.d), g, items.device, self.reverse_variance)
-
-    def score_sequences(self, users, items, times=None) -> torch.Tensor:
-        return self.generate(users, items) @ self.item_vectors().T  # [B, n_items]
-
-    def item_vectors(self) -> torch.Tensor:
-        w = self.item_embedding.weight
-        return w[1:] if torch.is_grad_enabled() else w.detach()[1:]
-
-    def latents(self):
-        raise TypeError("DiffuRec's user representation is a random draw of the reverse process: no latents")

@@ -66,13 +66,13 @@ from gcf.models.registry import register_model
 from ..data import PrefixBatches
 from ..diffusion import GaussianDiffusion, batch_generator, beta_schedule, guided
 from ..layers import TransformerEncoder, causal_mask
-from .base import SeqRecommender
+from .base import GenerativeSeqRecommender
 
 DENOISERS = ("mlp1", "mlp2")
 
 
 @register_model("dreamrec", family="seq")
-class DreamRec(SeqRecommender):
+class DreamRec(GenerativeSeqRecommender):
     """DreamRec (module docstring)."""
 
     def __init__(self, data, max_len: int = 10, hidden_size: int = 64, dropout: float = 0.1, steps: int = 500,
@@ -143,13 +143,3 @@ class DreamRec(SeqRecommender):
             return guided(self.denoise(x, c, t), self.denoise(x, self.null, t) if w else None, w)
 
         return self.diffusion.sample(predict, (len(items), self.d), g, items.device, "small")
-
-    def score_sequences(self, users, items, times=None) -> torch.Tensor:
-        return self.generate(users, items) @ self.item_vectors().T  # [B, n_items]
-
-    def item_vectors(self) -> torch.Tensor:
-        w = self.item_embedding.weight
-        return w[1:] if torch.is_grad_enabled() else w.detach()[1:]
-
-    def latents(self):
-        raise TypeError("DreamRec's user representation is a random draw of the reverse process: no latents")

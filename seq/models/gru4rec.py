@@ -77,7 +77,7 @@ from gcf.models.registry import register_model
 from ..data import PrefixBatches
 from ..layers import GRUEncoder
 from ..losses import bpr_max_loss, gru4rec_xe_loss, next_item_loss
-from .base import SeqRecommender
+from .base import SeqRecommender, item_rows
 
 LOSSES = ("cross-entropy", "bpr-max", "ce")
 
@@ -318,8 +318,7 @@ class GRU4Rec(SeqRecommender):
         return last
 
     def item_vectors(self) -> torch.Tensor:
-        w = self.item_embedding.weight  # a view of a parameter keeps requires_grad even under no_grad
-        return w[1:] if torch.is_grad_enabled() else w.detach()[1:]
+        return item_rows(self.item_embedding.weight)
 
     def score_sequences(self, users: torch.Tensor, items: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
         return self.encode(items, times) @ self.item_vectors().T + self.item_bias[1:]  # [B, n_items]

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..losses import SharedNegatives, next_item_loss
 from ..multi_interest import CutBatches, LogUniformNegatives, label_aware_readout
-from .base import SeqRecommender
+from .base import SeqRecommender, item_rows
 
 __all__ = ["MultiInterestRecommender"]
 
@@ -46,8 +46,7 @@ class MultiInterestRecommender(SeqRecommender):
         raise NotImplementedError
 
     def item_vectors(self) -> torch.Tensor:
-        w = self.item_embedding.weight
-        return w[1:] if torch.is_grad_enabled() else w.detach()[1:]
+        return item_rows(self.item_embedding.weight)
 
     # ------------------------------------------------------------ training
     def batches(self, data, batch_size: int):

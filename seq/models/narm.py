@@ -45,7 +45,7 @@ from gcf.models.registry import register_model
 from ..data import PrefixBatches
 from ..layers import GRUEncoder
 from ..losses import next_item_loss
-from .base import SeqRecommender
+from .base import SeqRecommender, item_rows
 
 ATTENTIONS = ("softmax", "sum")
 
@@ -119,5 +119,4 @@ class NARM(SeqRecommender):
         return self.b(self.context_dropout(torch.cat([local, last], 1)))  # [B, embedding_size]
 
     def item_vectors(self) -> torch.Tensor:
-        w = self.item_embedding.weight  # a view of a parameter keeps requires_grad even under no_grad
-        return w[1:] if torch.is_grad_enabled() else w.detach()[1:]
+        return item_rows(self.item_embedding.weight)

@@ -52,7 +52,7 @@ from gcf.models.registry import register_model
 
 from ..layers import TransformerEncoder, causal_mask
 from ..losses import NEXT_ITEM_LOSSES, SharedNegatives, next_item_loss
-from .base import SeqRecommender
+from .base import SeqRecommender, item_rows
 
 
 def glorot_init(module: nn.Module) -> None:
@@ -108,8 +108,7 @@ class NextItemTransformer(SeqRecommender):
         return self.hidden(items, times)[:, -1]
 
     def item_vectors(self) -> torch.Tensor:
-        w = self.item_embedding.weight  # a view of a parameter keeps requires_grad even under no_grad
-        return w[1:] if torch.is_grad_enabled() else w.detach()[1:]
+        return item_rows(self.item_embedding.weight)
 
     # ------------------------------------------------------------ training
     def n_negatives_for_loss(self) -> int:
