@@ -46,13 +46,13 @@ from gcf.train import run  # noqa: E402
 
 VARIANTS = {
     "sasrec-ce": ("sasrec", ["loss=ce", "max_len=200", "hidden_size=64", "hidden_dropout_prob=0.1",
-                             "attn_dropout_prob=0.1", "batch_size=64", "learning_rate=0.001", "epochs=100",
+                             "attn_dropout_prob=0.1", "batch_size=64", "learning_rate=0.001", "epochs=200", "length_buckets=true",
                              "stopping_step=10"], {"hit@10": 0.30, "ndcg@10": 0.175}),
     "sasrec-bce": ("sasrec", ["loss=bce", "max_len=200", "hidden_size=50", "inner_size=50", "hidden_dropout_prob=0.2",
-                              "attn_dropout_prob=0.2", "batch_size=128", "learning_rate=0.001", "epochs=200",
+                              "attn_dropout_prob=0.2", "batch_size=128", "learning_rate=0.001", "epochs=200", "length_buckets=true",
                               "stopping_step=5", "eval_step=5", "sampled=uni100"],
                    {"hit@10[uni100]": 0.80, "ndcg@10[uni100]": 0.57}),
-    "bert4rec-ce": ("bert4rec", ["max_len=200", "batch_size=128", "learning_rate=0.001", "epochs=200",
+    "bert4rec-ce": ("bert4rec", ["max_len=200", "length_buckets=true", "batch_size=128", "learning_rate=0.001", "epochs=200",
                                  "stopping_step=5", "eval_step=5"], {"hit@10": 0.26, "ndcg@10": 0.14}),
 }
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["next_item_loss", "NEXT_ITEM_LOSSES", "SharedNegatives"]
+__all__ = ["next_item_loss", "NEXT_ITEM_LOSSES", "SharedNegatives", "softmax_ce"]
 
 NEXT_ITEM_LOSSES = ("bce", "ce", "sampled_ce")
 
@@ -56,10 +56,7 @@ def next_item_loss(kind: str, hidden: torch.Tensor, targets: torch.Tensor, item_
         return hidden.sum() * 0.0  # no target in the batch: a zero that keeps the graph
     if kind == "ce":
         n = item_weight.shape[0] - 1 if n_items is None else int(n_items)
-        logits = hidden @ item_weight[1:n + 1].T  # [N, n_items]
-        if bias is not None:
-            logits = logits + bias[1:n + 1]
-        return F.cross_entropy(logits, targets - 1)
+        return softmax_ce(hidden, item_weight[1:n + 1], targets - 1, None if bias is None else bias[1:n + 1])
     if negatives is None:
         raise ValueError(f"loss {kind!r} needs negatives")
     pos = (hidden * item_weight[targets]).sum(-1)  # [N]
@@ -76,6 +73,73 @@ def next_item_loss(kind: str, hidden: torch.Tensor, targets: torch.Tensor, item_
     neg = neg.masked_fill(negatives == targets[:, None], float("-inf"))  # accidental hits
     logits = torch.cat([pos[:, None], neg], 1)  # [N, 1 + k], the target in column 0
     return -torch.log_softmax(logits, -1)[:, 0].mean()
+
+
+class _SoftmaxCE(torch.autograd.Function):
+    """``mean_n [logsumexp(h_n W^T + b) - (h_n W_{t_n} + b_{t_n})]``, fused with its gradient
+    (as Liger-Kernel's fused linear cross-entropy): rows are taken ``rows`` at a time, and each
+    chunk's logits become ``softmax - onehot`` in place and are multiplied out into the gradients
+    of ``h``, ``W`` and ``b`` right away, so the ``[N, V]`` logits never exist whole. On CPU this
+    avoids autograd's three ``[N, V]`` tensors (logits, log-softmax, a zero-filled gradient),
+    freshly allocated at every step (page faults dominated: half of a SASRec-CE step on ML-1M at
+    ``max_len=200``), and bounds the memory for large catalogues. The backward only scales the
+    stored gradients, so it runs once (no double backward)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, rows):
+        N, V = hidden.shape[0], weight.shape[0]
+        grads = ctx.needs_input_grad[:3]
+        g_hidden = torch.empty_like(hidden) if grads[0] else None
+        g_weight = torch.zeros_like(weight) if grads[1] else None
+        g_bias = torch.zeros_like(bias) if bias is not None and grads[2] else None
+        buf = hidden.new_empty(min(rows, N), V)
+        total = hidden.new_zeros((), dtype=torch.float64)
+        for s in range(0, N, rows):
+            h, t = hidden[s:s + rows], targets[s:s + rows]
+            z = buf[:len(h)]
+            torch.mm(h, weight.T, out=z)  # [n, V] logits
+            if bias is not None:
+                z.add_(bias)
+            m = z.amax(1, keepdim=True)
+            target_logit = z.gather(1, t[:, None])
+            z.sub_(m).exp_()
+            total_exp = z.sum(1, keepdim=True)
+            total += (m + total_exp.log() - target_logit).sum(dtype=torch.float64)
+            if any(grads):
+                z.div_(total_exp)  # softmax
+                z[torch.arange(len(h), device=z.device), t] -= 1.0  # - onehot
+                if g_hidden is not None:
+                    torch.mm(z, weight, out=g_hidden[s:s + rows])
+                if g_weight is not None:
+                    g_weight.addmm_(z.T, h)
+                if g_bias is not None:
+                    g_bias.add_(z.sum(0))
+        ctx.grads, ctx.n = (g_hidden, g_weight, g_bias), N
+        return (total / N).to(hidden.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.grads is None:
+            raise RuntimeError("softmax_ce supports one backward pass only")
+        g_hidden, g_weight, g_bias = ctx.grads
+        ctx.grads = None
+        scale = grad / ctx.n
+        return (None if g_hidden is None else g_hidden.mul_(scale), None if g_weight is None else g_weight.mul_(scale),
+                None if g_bias is None else g_bias.mul_(scale), None, None)
+
+
+def softmax_ce(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None = None,
+               rows: int | None = None) -> torch.Tensor:
+    """Full-softmax cross-entropy ``mean_n -log softmax(h_n W^T + b)[t_n]`` (``hidden [N, d]``,
+    ``weight [V, d]``, ``targets [N]`` in ``[0, V)``, ``bias [V]``); the same value and
+    gradients as ``F.cross_entropy(hidden @ weight.T + bias, targets)`` in about half the time
+    on CPU and with bounded memory (:class:`_SoftmaxCE`). Half precision and autocast fall back
+    to ``F.cross_entropy``."""
+    if hidden.dtype != torch.float32 or weight.dtype != torch.float32 or torch.is_autocast_enabled():
+        logits = hidden @ weight.T
+        return F.cross_entropy(logits if bias is None else logits + bias, targets)
+    rows = rows or max(64, (1 << 22) // max(1, weight.shape[0]))  # a ~16 MB chunk of logits
+    return _SoftmaxCE.apply(hidden, weight, bias, targets, int(rows))
 
 
 class SharedNegatives(torch.nn.Module):

@@ -93,6 +93,44 @@ def test_batch_counts_and_coverage(data):
     assert len(np.unique(pairs)) == len(pairs)
 
 
+def test_length_buckets_group_similar_lengths_and_only_drop_padding(data):
+    plain, bucketed = NextItemBatches(data, 32, max_len=60), NextItemBatches(data, 32, max_len=60, length_buckets=True)
+    full = {}  # user -> (items, targets) of the plain builder, full width
+    for b in plain.epoch(np.random.default_rng(0)):
+        for u, i, t in zip(b["users"].numpy(), b["items"].numpy(), b["targets"].numpy()):
+            full[int(u)] = (i, t)
+    seen, widths, spans = [], [], []
+    for b in bucketed.epoch(np.random.default_rng(3)):
+        items, targets = b["items"].numpy(), b["targets"].numpy()
+        L = items.shape[1]
+        assert (items[:, 0] > 0).any() and b["times"].shape == items.shape  # cut to its longest row
+        widths.append(L)
+        n = (items > 0).sum(1)
+        spans.append(n.max() - n.min())
+        for u, i, t in zip(b["users"].numpy(), items, targets):
+            fi, ft = full[int(u)]
+            assert (fi[:60 - L] == 0).all()  # what was cut is padding
+            assert (fi[60 - L:] == i).all() and (ft[60 - L:] == t).all()  # the rest is unchanged, right-aligned
+            seen.append(int(u))
+    assert sorted(seen) == sorted(full) and len(widths) == len(bucketed)  # every user once per epoch
+    assert min(widths) < 60 and np.median(spans) < 10  # batches hold users of similar length
+    assert len(set(widths)) > 1
+    # batch order is shuffled, not longest first
+    assert widths != sorted(widths, reverse=True)
+
+
+def test_cloze_length_buckets_cut_only_padding(data):
+    b = ClozeBatches(data, 16, max_len=40, mask_prob=0.3, n_negatives=2, window_stride=1.0, length_buckets=True)
+    widths, rows = [], 0
+    for batch in b.epoch(np.random.default_rng(0)):
+        items, labels = batch["items"].numpy(), batch["labels"].numpy()
+        assert (items[:, 0] > 0).any() and labels.shape == items.shape == batch["negatives"].shape[:2]
+        assert ((labels > 0) == (items == b.mask_token)).all() and (labels > 0).any(1).all()
+        widths.append(items.shape[1])
+        rows += len(items)
+    assert rows == len(b.users) and len(widths) == len(b) and min(widths) < 40
+
+
 def test_prefix_batches_truncate_to_the_last_items():
     b = next(PrefixBatches(hand_data(), 100, max_len=2).epoch(np.random.default_rng(0)))
     rows = {(int(u), int(t)): i.tolist() for u, t, i in zip(b["users"], b["targets"], b["items"])}

@@ -19,7 +19,7 @@ from gcf.data.train_data import TrainData
 from gcf.models import build_model
 from gcf.train import run
 from seq.layers import Block, GRUEncoder, MultiHeadAttention, RelativeTerms, causal_mask, padding_mask
-from seq.losses import SharedNegatives, next_item_loss
+from seq.losses import SharedNegatives, next_item_loss, softmax_ce
 
 FAST = ["progress=false", "device=cpu", "eval_batch_size=1024"]
 # short budgets that learn on ml-latest-small with 10-cores (610 users, ~2.2k items, long histories);
@@ -104,6 +104,23 @@ def test_left_padding_changes_nothing(name, loo):
         full = model.score_sequences(users, items, times)
         cut = model.score_sequences(users, items[:, 8:], times[:, 8:])
     torch.testing.assert_close(full, cut, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "tisasrec", "bert4rec"])
+def test_ranking_in_length_sorted_cut_chunks_gives_the_same_scores(name, loo):
+    """score() sorts the histories by length and cuts each chunk to its longest row: the same
+    scores, row for row, as scoring the full-width batch."""
+    model = build_model(name, {**SMALL, "max_len": 300}, loo, seed=0).eval()
+    assert model.trim_padding
+    history = loo.history("test")
+    users = torch.arange(60)
+    assert len(set(np.minimum(history.lengths[:60], model.max_len))) > 5  # mixed lengths
+    model.trim_chunk = 7
+    with torch.no_grad():
+        cut = model.score(users, history)
+        model.trim_padding = False
+        full = model.score(users, history)
+    torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-5)
 
 
 def test_causal_mask_lets_a_padding_query_see_itself_only():
@@ -210,6 +227,30 @@ def test_next_item_losses_match_their_formulas():
     s_neg = s_neg.masked_fill(shared[None, :] == tt[:, None], float("-inf"))  # row 3's target 2 is a negative
     want = -torch.log_softmax(torch.cat([s_pos[:, None], s_neg], 1), 1)[:, 0].mean()
     torch.testing.assert_close(next_item_loss("sampled_ce", h, t, W, shared, log_q=log_q), want)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("rows", [3, 1000])  # several chunks, and one
+def test_fused_softmax_ce_matches_autograd_cross_entropy(with_bias, rows):
+    torch.manual_seed(0)
+    h = torch.randn(50, 6, requires_grad=True)
+    W = torch.randn(11, 6, requires_grad=True)
+    b = torch.randn(11, requires_grad=True) if with_bias else None
+    t = torch.randint(0, 11, (50,))
+    params = [h, W] + ([b] if with_bias else [])
+    got = softmax_ce(h, W, t, b, rows=rows)
+    g_got = torch.autograd.grad(got * 2.5, params)  # a non-unit upstream gradient
+    want = F.cross_entropy(h @ W.T + (b if with_bias else 0.0), t)
+    g_want = torch.autograd.grad(want * 2.5, params)
+    torch.testing.assert_close(got, want)
+    for a, c in zip(g_got, g_want):
+        torch.testing.assert_close(a, c)
+    with torch.no_grad():  # evaluation of the loss alone: no gradient work, same value
+        torch.testing.assert_close(softmax_ce(h, W, t, b, rows=rows), want.detach())
+    loss = softmax_ce(h, W, t, b, rows=rows)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="one backward"):
+        loss.backward()
 
 
 def test_losses_ignore_padding_and_reject_unknown_kinds():

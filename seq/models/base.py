@@ -15,13 +15,19 @@ import torch
 
 from gcf.models.base import Recommender, TrainData
 
-from ..data import NextItemBatches
+from ..data import NextItemBatches, cut_padding
 
 
 class SeqRecommender(Recommender):
     """Base class of next-item models; see the module docstring."""
 
     batch_kind = "seq"  # batches() builds the model's own builder
+    length_buckets = False  # NextItemBatches' option: batches of similar lengths, cut to their longest row
+    # score(): models whose output ignores leading padding (positions counted from the right, padding
+    # keys masked; tests/test_seq_models_transformers.py checks it) rank histories sorted by length
+    # in chunks of trim_chunk rows cut to their longest one (~2x faster on ML-1M at max_len 200)
+    trim_padding = False
+    trim_chunk = 256
 
     def __init__(self, data: TrainData, max_len: int = 50):
         super().__init__(data)
@@ -36,7 +42,8 @@ class SeqRecommender(Recommender):
         return 0
 
     def batches(self, data: TrainData, batch_size: int):
-        return NextItemBatches(data, batch_size, self.max_len, self.n_negatives_for_loss())
+        return NextItemBatches(data, batch_size, self.max_len, self.n_negatives_for_loss(),
+                               length_buckets=self.length_buckets)
 
     # ------------------------------------------------------------- scoring
     def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
@@ -44,8 +51,21 @@ class SeqRecommender(Recommender):
             history = self._train_sequences
         items, times = history.padded(users.cpu().numpy(), self.max_len)
         dev = self.device
-        return self.score_sequences(users.to(dev), torch.from_numpy(items).to(dev),
-                                    None if times is None else torch.from_numpy(times).to(dev))
+        if not self.trim_padding:
+            return self.score_sequences(users.to(dev), torch.from_numpy(items).to(dev),
+                                        None if times is None else torch.from_numpy(times).to(dev))
+        # histories sorted by length, scored in chunks cut to their longest row
+        order = np.argsort(-(items > 0).sum(1), kind="stable")
+        out = None
+        for s in range(0, len(order), self.trim_chunk):
+            rows = order[s:s + self.trim_chunk]
+            it, tm = cut_padding(items[rows], None if times is None else times[rows])
+            scores = self.score_sequences(users[rows].to(dev), torch.from_numpy(it).to(dev),
+                                          None if tm is None else torch.from_numpy(tm).to(dev))
+            if out is None:
+                out = scores.new_empty(len(order), scores.shape[1])
+            out[torch.from_numpy(rows).to(dev)] = scores
+        return out
 
     def score_sequences(self, users: torch.Tensor, items: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
         """``[B, n_items]`` scores (column ``j`` = gcf item ``j``) for right-aligned histories."""

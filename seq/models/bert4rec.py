@@ -63,16 +63,20 @@ class BERT4Rec(SeqRecommender):
         last_item_ratio: share of rows that mask only their last item (0; RecBole's ``ft_ratio``).
         loss: ``ce`` | ``sampled_ce``. n_negatives, negative_sampling: for ``sampled_ce``.
         initializer_range: std of the truncated-normal initialisation (0.02).
+        length_buckets: batches of windows of similar length, cut to their longest row (off).
 
     Shapes: ``items [B, L]`` seq ids (0 = padding, ``n_items + 1`` = [mask]) -> ``[B, L, d]``.
     """
+
+    trim_padding = True  # scores ignore leading padding (SeqRecommender.score)
 
     def __init__(self, data, max_len: int = 50, hidden_size: int = 64, n_layers: int = 2, n_heads: int = 2,
                  inner_size: int = 256, hidden_dropout_prob: float = 0.2, attn_dropout_prob: float = 0.2,
                  mask_prob: float = 0.2, window_stride: float = 1.0, last_item_ratio: float = 0.0,
                  loss: str = "ce", n_negatives: int = 1000, negative_sampling: str = "uniform",
-                 initializer_range: float = 0.02):
+                 initializer_range: float = 0.02, length_buckets: bool = False):
         super().__init__(data, max_len)
+        self.length_buckets = bool(length_buckets)
         if loss not in ("ce", "sampled_ce"):
             raise ValueError(f"BERT4Rec's loss must be 'ce' or 'sampled_ce', got {loss!r}")
         if not 0 < mask_prob <= 1:
@@ -106,7 +110,7 @@ class BERT4Rec(SeqRecommender):
 
     def batches(self, data, batch_size: int):
         return ClozeBatches(data, batch_size, self.max_len, self.mask_prob, window_stride=self.window_stride,
-                            last_item_ratio=self.last_item_ratio)
+                            last_item_ratio=self.last_item_ratio, length_buckets=self.length_buckets)
 
     # ------------------------------------------------------------ network
     def hidden(self, items: torch.Tensor) -> torch.Tensor:

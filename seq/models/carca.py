@@ -93,6 +93,7 @@ class NextItemTimeBatches(NextItemBatches):
         for batch in super().epoch(rng):
             if "times" in batch:
                 _, t = self.seqs.padded(batch["users"].numpy(), self.max_len)
+                t = t[:, self.max_len - batch["targets"].shape[1]:]  # as cut by length_buckets
                 batch["target_times"] = torch.from_numpy(np.where(batch["targets"].numpy() > 0, t, 0))
             yield batch
 

@@ -70,6 +70,8 @@ class NextItemTransformer(SeqRecommender):
     :class:`TransformerEncoder` in SASRec's TF layout, the next-item loss at every position and
     Adam's beta2. A subclass builds its extra tables and defines :meth:`hidden`."""
 
+    trim_padding = True  # scores ignore leading padding (SeqRecommender.score)
+
     def __init__(self, data, max_len: int, hidden_size: int, n_layers: int, n_heads: int, inner_size: int | None,
                  hidden_dropout_prob: float, attn_dropout_prob: float, norm: str, loss: str, n_negatives: int,
                  negative_sampling: str, l2_emb: float, adam_beta2: float):
@@ -155,6 +157,8 @@ class SASRec(NextItemTransformer):
         l2_emb: ``l2_emb * sum(w^2) / 2`` over the item table, each step (TF's
             ``l2_regularizer``; 0 in the official SASRec defaults).
         adam_beta2: Adam's beta2 for this model's parameters (official 0.98).
+        length_buckets: batches of users of similar length, cut to their longest row
+            (:class:`seq.data.NextItemBatches`; off by default, as the official sampler).
 
     Shapes: ``items [B, L]`` seq ids (0 = padding, right-aligned) -> hidden ``[B, L, d]``.
     """
@@ -162,9 +166,10 @@ class SASRec(NextItemTransformer):
     def __init__(self, data, max_len: int = 50, hidden_size: int = 64, n_layers: int = 2, n_heads: int = 1,
                  inner_size: int | None = None, hidden_dropout_prob: float = 0.2, attn_dropout_prob: float = 0.2,
                  norm: str = "sasrec", loss: str = "bce", n_negatives: int = 1, negative_sampling: str = "uniform",
-                 l2_emb: float = 0.0, adam_beta2: float = 0.98):
+                 l2_emb: float = 0.0, adam_beta2: float = 0.98, length_buckets: bool = False):
         super().__init__(data, max_len, hidden_size, n_layers, n_heads, inner_size, hidden_dropout_prob,
                          attn_dropout_prob, norm, loss, n_negatives, negative_sampling, l2_emb, adam_beta2)
+        self.length_buckets = bool(length_buckets)
         self.position_embedding = nn.Embedding(self.max_len, hidden_size)
         self.reset_parameters()
 
