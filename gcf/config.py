@@ -12,6 +12,8 @@ the expected type.
 """
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from .data.datasets import dataset_config
@@ -104,12 +106,17 @@ def _same_type(value, default) -> bool:
     return True
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def check_types(values: dict, defaults: dict, where: str) -> dict:
     """Each ``values[key]`` must have the type of ``defaults[key]`` (an int is a valid float);
     returns ``values`` with ints given for float keys turned into floats."""
     out = dict(values)
     for key, value in values.items():
         default = defaults.get(key)
+        if isinstance(default, float) and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = out[key] = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if not _same_type(value, default):
             raise ValueError(f"{where}: key {key!r} expects {_type_name(default)} (like its default "
                              f"{default!r}), got {value!r}")

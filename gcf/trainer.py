@@ -241,7 +241,9 @@ class Trainer:
             state["epoch_secs"].append(sec)
             record = {"epoch": epoch + 1, "loss": loss_sum / max(count, 1), "sec": sec}
             if self.has_valid and ((epoch + 1) % eval_step == 0 or epoch + 1 == epochs):  # the last one too
+                t1 = time.perf_counter()
                 valid = self.evaluate("valid")
+                record["eval_sec"] = time.perf_counter() - t1
                 if metric not in valid:
                     raise ValueError(f"valid_metric={metric!r} is not computed; available: {sorted(valid)}")
                 record["valid"] = valid
@@ -250,6 +252,7 @@ class Trainer:
                     self._save_best(epoch + 1, valid)
                 else:
                     state["bad_evals"] += 1
+                    self._decay_lr()
             self.history.append(record)
             state["epoch"] = epoch + 1
             state["history"] = self.history
@@ -264,6 +267,18 @@ class Trainer:
                      state["best_epoch"])
         self._load_best()
         return self._finish(state["best_valid"], state["epoch_secs"], state["epoch"], state["best_epoch"])
+
+    def _decay_lr(self) -> None:
+        """``lr_decay`` (FuxiCTR's ``reduce_lr_on_plateau``): after a validation without
+        improvement every group's learning rate is multiplied by it, down to ``min_lr``. The
+        rates live in the optimizer's state, so ``last.pt`` resumes them."""
+        factor = float(self.cfg.get("lr_decay") or 1.0)
+        if factor == 1.0:
+            return
+        floor = float(self.cfg.get("min_lr", 1e-6))
+        for group in self.optimizer.param_groups:
+            group["lr"] = max(group["lr"] * factor, floor)
+        log.info("no improvement: learning rate now %.3g", self.optimizer.param_groups[0]["lr"])
 
     def _resume(self, state: dict) -> dict:
         ckpt = torch.load(self._path("last.pt"), map_location=self.device, weights_only=True)

@@ -171,6 +171,32 @@ def test_early_stopping_stops_and_tests_the_best_checkpoint(tmp_path, monkeypatc
         "model"][k]) for k, v in last["model"].items())
 
 
+def test_lr_decay_on_plateau_cuts_the_rate_after_each_bad_validation_and_resumes(tmp_path, monkeypatch):
+    """``lr_decay=0.1``: each validation without improvement multiplies the learning rate by
+    0.1 (down to ``min_lr``), and ``last.pt`` carries the decayed rate."""
+    from gcf import trainer as trainer_mod
+
+    scores = iter([0.1, 0.2, 0.15, 0.12, 0.3, 0.05])
+    real_evaluate = trainer_mod.Trainer.evaluate
+    seen_lr = []
+
+    def fake_evaluate(self, part):
+        out = real_evaluate(self, part)
+        if part == "valid":
+            seen_lr.append(self.optimizer.param_groups[0]["lr"])
+            out["ndcg@20"] = next(scores)
+        return out
+
+    monkeypatch.setattr(trainer_mod.Trainer, "evaluate", fake_evaluate)
+    run("bpr", [f"out_dir={tmp_path}", "epochs=6", "stopping_step=10", "learning_rate=0.01", "lr_decay=0.1",
+                "min_lr=5e-5", *FAST], quiet=True)
+    # the rate each validation saw: two bad ones (epochs 3, 4) cut it twice, the new best keeps it,
+    # the last bad one would cut it to 1e-5 but min_lr holds it at 5e-5
+    assert seen_lr == pytest.approx([0.01, 0.01, 0.01, 0.001, 1e-4, 1e-4])
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-5)
+
+
 def test_config_values_are_type_checked_naming_the_key():
     with pytest.raises(ValueError, match=r"key 'epochs' expects an integer.*got 'abc'"):
         resolve_config("pop", ["epochs=abc"])
@@ -187,6 +213,8 @@ def test_config_values_are_type_checked_naming_the_key():
         resolve_config("sasrec", ["loss=false"])  # other string keys do not
     cfg, _ = resolve_config("bpr", ["learning_rate=1"])  # an int is a valid float
     assert cfg["learning_rate"] == 1.0 and isinstance(cfg["learning_rate"], float)
+    cfg, _ = resolve_config("bpr", ["learning_rate=1e-4", "min_lr=-2E-7"])  # YAML 1.1 reads these as strings
+    assert cfg["learning_rate"] == 1e-4 and cfg["min_lr"] == -2e-7
     proc = subprocess.run([sys.executable, "-m", "gcf.train", "pop", "epochs=abc"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "'epochs'" in proc.stderr and "Traceback" not in proc.stderr

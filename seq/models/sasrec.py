@@ -27,7 +27,11 @@ softmax over all items at every position), ``loss=sampled_ce`` a softmax over th
 ``n_negatives`` negatives shared by the batch (their SASRec+3000 with ``n_negatives=3000``),
 drawn uniformly or by popularity (``negative_sampling``, with the logQ correction);
 ``bce`` may use more than one negative (summed). ``norm="pre"``/``"post"`` give the standard
-GPT-2/BERT placements.
+GPT-2/BERT placements. ``length_buckets=true`` batches users of similar length and cuts each
+batch to its longest row (:class:`seq.data.NextItemBatches`): the same positions and loss, a
+less mixed batch, ~2x less work at ``max_len=200`` on ML-1M. The full softmax is computed with
+its gradient in row chunks (:func:`seq.losses.softmax_ce`), never as a whole ``[N, n_items]``
+autograd graph.
 
 Departures from the official code:
 - The timeline mask that zeroes padding positions after every block is not applied: padding
