@@ -252,7 +252,8 @@ class Trainer:
                     self._save_best(epoch + 1, valid)
                 else:
                     state["bad_evals"] += 1
-                    self._decay_lr()
+                    if state["bad_evals"] % max(1, int(c.get("lr_patience", 1))) == 0:
+                        self._decay_lr()
             self.history.append(record)
             state["epoch"] = epoch + 1
             state["history"] = self.history
@@ -269,9 +270,10 @@ class Trainer:
         return self._finish(state["best_valid"], state["epoch_secs"], state["epoch"], state["best_epoch"])
 
     def _decay_lr(self) -> None:
-        """``lr_decay`` (FuxiCTR's ``reduce_lr_on_plateau``): after a validation without
-        improvement every group's learning rate is multiplied by it, down to ``min_lr``. The
-        rates live in the optimizer's state, so ``last.pt`` resumes them."""
+        """``lr_decay`` (FuxiCTR's ``reduce_lr_on_plateau``): after every ``lr_patience``-th
+        validation in a row without improvement (1: each one, as FuxiCTR) every group's learning
+        rate is multiplied by it, down to ``min_lr``. The rates live in the optimizer's state, so
+        ``last.pt`` resumes them."""
         factor = float(self.cfg.get("lr_decay") or 1.0)
         if factor == 1.0:
             return

@@ -62,15 +62,26 @@ class _Base:
         return {} if t is None else {"times": torch.from_numpy(t)}
 
     def _chunks(self, rng: np.random.Generator, n_rows: int, lengths: np.ndarray | None = None) -> list[np.ndarray]:
-        """Row indices of each batch: a random permutation cut into batches; with ``lengths``
-        (``length_buckets``) the permutation is sorted by length (longest first, ties in random
-        order) before the cut, and the batches are shuffled."""
-        order = rng.permutation(n_rows)
-        if lengths is not None:
-            order = order[np.argsort(-np.minimum(lengths[order], self.max_len), kind="stable")]
-        chunks = [order[s:s + self.batch_size] for s in range(0, n_rows, self.batch_size)]
-        return [chunks[i] for i in rng.permutation(len(chunks))] if lengths is not None else chunks
+        """Row indices of each batch: a random permutation cut into batches of ``batch_size``.
 
+        With ``lengths`` (``length_buckets``) the permutation is sorted by length (longest first,
+        ties in random order) and cut into the same number of batches, each holding about the
+        same number of positions (``sum(min(length, max_len)) / n_batches``): a batch of short
+        rows holds more rows. So every position weighs about as much in the loss (a mean over
+        the batch's positions) as with a plain shuffle; batches of ``batch_size`` rows each
+        would give a short row's positions up to ``max_len / length`` times the weight (on ML-1M
+        that held SASRec-CE's validation NDCG@10 at 0.156 instead of 0.170). The batches are
+        shuffled."""
+        order = rng.permutation(n_rows)
+        n_batches = _ceil(n_rows, self.batch_size)
+        if lengths is None:
+            return [order[s:s + self.batch_size] for s in range(0, n_rows, self.batch_size)]
+        size = np.maximum(np.minimum(lengths[order], self.max_len), 1)
+        by_length = np.argsort(-size, kind="stable")
+        order, cum = order[by_length], np.cumsum(size[by_length])
+        cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n_batches) / n_batches, side="right")
+        chunks = [c for c in np.split(order, cuts) if len(c)]
+        return [chunks[i] for i in rng.permutation(len(chunks))]
 
 
 class NextItemBatches(_Base):
@@ -80,11 +91,13 @@ class NextItemBatches(_Base):
     ``times [B, L]`` (input timestamps) when the data has them; ``users [B]``.
 
     ``length_buckets=True`` groups users of similar length: the users are sorted by input length
-    (ties in random order), cut into batches, and the batches shuffled; each batch is then cut to
-    its longest row (``L <= max_len`` columns, the leading all-padding ones dropped). The models
-    see the same positions (right-aligned, so slot ``max_len - 1`` is always the newest item);
-    on ML-1M at ``max_len=200`` this removes ~45% of the input positions, which are padding. The
-    batches are less mixed than a plain shuffle (each holds users of one length band)."""
+    (ties in random order) and cut into as many batches as usual, each with about the same
+    number of positions (:meth:`_Base._chunks`), and the batches are shuffled; each batch is
+    then cut to its longest row (``L <= max_len`` columns, the leading all-padding ones dropped).
+    The models see the same positions (right-aligned, so slot ``max_len - 1`` is always the
+    newest item); on ML-1M at ``max_len=200`` this removes ~45% of the input positions, which are
+    padding. The batches are less mixed than a plain shuffle (each holds users of one length
+    band)."""
 
     def __init__(self, data, batch_size: int, max_len: int, n_negatives: int = 0, length_buckets: bool = False):
         super().__init__(data, batch_size, max_len, n_negatives)

@@ -99,9 +99,10 @@ def test_length_buckets_group_similar_lengths_and_only_drop_padding(data):
     for b in plain.epoch(np.random.default_rng(0)):
         for u, i, t in zip(b["users"].numpy(), b["items"].numpy(), b["targets"].numpy()):
             full[int(u)] = (i, t)
-    seen, widths, spans = [], [], []
+    seen, widths, spans, positions = [], [], [], []
     for b in bucketed.epoch(np.random.default_rng(3)):
         items, targets = b["items"].numpy(), b["targets"].numpy()
+        positions.append(int((targets > 0).sum()))
         L = items.shape[1]
         assert (items[:, 0] > 0).any() and b["times"].shape == items.shape  # cut to its longest row
         widths.append(L)
@@ -115,6 +116,8 @@ def test_length_buckets_group_similar_lengths_and_only_drop_padding(data):
     assert sorted(seen) == sorted(full) and len(widths) == len(bucketed)  # every user once per epoch
     assert min(widths) < 60 and np.median(spans) < 10  # batches hold users of similar length
     assert len(set(widths)) > 1
+    # as many batches as a plain shuffle, each with about the same number of positions (short rows: more rows)
+    assert max(positions) < 1.2 * min(positions)
     # batch order is shuffled, not longest first
     assert widths != sorted(widths, reverse=True)
 

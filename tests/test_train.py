@@ -195,6 +195,11 @@ def test_lr_decay_on_plateau_cuts_the_rate_after_each_bad_validation_and_resumes
     assert seen_lr == pytest.approx([0.01, 0.01, 0.01, 0.001, 1e-4, 1e-4])
     last = torch.load(tmp_path / "last.pt", weights_only=True)
     assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-5)
+    # lr_patience=2: only every second bad validation in a row cuts it
+    scores, seen_lr[:] = iter([0.1, 0.05, 0.04, 0.03, 0.02, 0.01]), []
+    run("bpr", [f"out_dir={tmp_path}/p2", "epochs=6", "stopping_step=10", "learning_rate=0.01", "lr_decay=0.1",
+                "lr_patience=2", *FAST], quiet=True)
+    assert seen_lr == pytest.approx([0.01, 0.01, 0.01, 0.001, 0.001, 1e-4])
 
 
 def test_config_values_are_type_checked_naming_the_key():
