@@ -14,6 +14,8 @@ Variants (``--variants``, each one ``python -m seq.train`` run with the override
   similar length per batch, cut to the longest row); full ranking. Targets (core issue): test HR@10 >= 0.30, NDCG@10 >= 0.175, in under 30
   minutes of training on 2 cores. Anchors: SASRec+ 0.3152 / 0.1821 (540 s on a GPU), RecTools
   0.3058 / 0.1779, gSASRec 0.3003 / 0.1726, BERT4Rec 0.2843 / 0.1537, SASRec-BCE 0.2500 / 0.1341.
+- ``sasrec-ce-decay``: ``sasrec-ce`` with the learning rate halved after every 4th validation in
+  a row without improvement (``lr_decay=0.5 lr_patience=4``), patience 12.
 - ``sasrec-bce``: SASRec as in its paper (BCE, one negative per position, hidden 50, max_len
   200, dropout 0.2, batch 128, lr 1e-3; length-bucketed batches), validated and tested against 100 uniform negatives
   (``sampled=uni100``; the paper's protocol), full ranking reported next to it. Target: HR@10
@@ -49,6 +51,11 @@ VARIANTS = {
     "sasrec-ce": ("sasrec", ["loss=ce", "max_len=200", "hidden_size=64", "hidden_dropout_prob=0.1",
                              "attn_dropout_prob=0.1", "batch_size=64", "learning_rate=0.001", "epochs=200", "length_buckets=true",
                              "stopping_step=10"], {"hit@10": 0.30, "ndcg@10": 0.175}),
+    # the same with the learning rate halved after every 4th validation in a row without gain
+    "sasrec-ce-decay": ("sasrec", ["loss=ce", "max_len=200", "hidden_size=64", "hidden_dropout_prob=0.1",
+                                   "attn_dropout_prob=0.1", "batch_size=64", "learning_rate=0.001", "epochs=200",
+                                   "length_buckets=true", "stopping_step=12", "lr_decay=0.5", "lr_patience=4"],
+                        {"hit@10": 0.30, "ndcg@10": 0.175}),
     "sasrec-bce": ("sasrec", ["loss=bce", "max_len=200", "hidden_size=50", "inner_size=50", "hidden_dropout_prob=0.2",
                               "attn_dropout_prob=0.2", "batch_size=128", "learning_rate=0.001", "epochs=200", "length_buckets=true",
                               "stopping_step=5", "eval_step=5", "sampled=uni100"],
