@@ -69,6 +69,15 @@ def glorot_init(module: nn.Module) -> None:
             nn.init.zeros_(p)
 
 
+def normal_init(module: nn.Module, std: float) -> None:
+    """``N(0, std^2)`` on every weight matrix and embedding, zero biases, LN untouched."""
+    for name, p in module.named_parameters():
+        if p.dim() >= 2:
+            nn.init.normal_(p, 0.0, std)
+        elif name.endswith("bias"):  # LN biases start at 0 anyway
+            nn.init.zeros_(p)
+
+
 class NextItemTransformer(SeqRecommender):
     """What SASRec and TiSASRec share: the item table (input and output), a causal
     :class:`TransformerEncoder` in SASRec's TF layout, the next-item loss at every position and
@@ -97,8 +106,15 @@ class NextItemTransformer(SeqRecommender):
         self.shared_negatives = SharedNegatives(data, self.n_negatives, negative_sampling) \
             if loss == "sampled_ce" else None
 
+    init, initializer_range = "glorot", 0.02  # set by a subclass's constructor before reset_parameters()
+
     def reset_parameters(self) -> None:
-        glorot_init(self)
+        if self.init == "glorot":
+            glorot_init(self)
+        elif self.init == "normal":  # SASRec+'s code (antklen/sasrec-bert4rec-recsys23), RecBole, GPT-2
+            normal_init(self, self.initializer_range)
+        else:
+            raise ValueError(f"init must be 'glorot' or 'normal', got {self.init!r}")
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 
@@ -163,6 +179,8 @@ class SASRec(NextItemTransformer):
         adam_beta2: Adam's beta2 for this model's parameters (official 0.98).
         length_buckets: batches of users of similar length, cut to their longest row
             (:class:`seq.data.NextItemBatches`; off by default, as the official sampler).
+        init: ``glorot`` (official TF, default) | ``normal`` (``N(0, initializer_range^2)``, the
+            SASRec+ code's and RecBole's). initializer_range: its std (0.02).
 
     Shapes: ``items [B, L]`` seq ids (0 = padding, right-aligned) -> hidden ``[B, L, d]``.
     """
@@ -170,10 +188,12 @@ class SASRec(NextItemTransformer):
     def __init__(self, data, max_len: int = 50, hidden_size: int = 64, n_layers: int = 2, n_heads: int = 1,
                  inner_size: int | None = None, hidden_dropout_prob: float = 0.2, attn_dropout_prob: float = 0.2,
                  norm: str = "sasrec", loss: str = "bce", n_negatives: int = 1, negative_sampling: str = "uniform",
-                 l2_emb: float = 0.0, adam_beta2: float = 0.98, length_buckets: bool = False):
+                 l2_emb: float = 0.0, adam_beta2: float = 0.98, length_buckets: bool = False,
+                 init: str = "glorot", initializer_range: float = 0.02):
         super().__init__(data, max_len, hidden_size, n_layers, n_heads, inner_size, hidden_dropout_prob,
                          attn_dropout_prob, norm, loss, n_negatives, negative_sampling, l2_emb, adam_beta2)
         self.length_buckets = bool(length_buckets)
+        self.init, self.initializer_range = init, float(initializer_range)
         self.position_embedding = nn.Embedding(self.max_len, hidden_size)
         self.reset_parameters()
 
