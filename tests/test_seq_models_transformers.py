@@ -123,6 +123,17 @@ def test_ranking_in_length_sorted_cut_chunks_gives_the_same_scores(name, loo):
     torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-5)
 
 
+def test_sasrec_init_options(loo):
+    glorot = build_model("sasrec", {**SMALL, "init": "glorot"}, loo, seed=0)
+    normal = build_model("sasrec", {**SMALL, "init": "normal", "initializer_range": 0.05}, loo, seed=0)
+    w_g, w_n = glorot.encoder.blocks[0].attn.q.weight, normal.encoder.blocks[0].attn.q.weight
+    assert abs(float(w_n.std()) - 0.05) < 0.01 and float(w_g.std()) > 0.1  # glorot on 16 x 16: std 0.25
+    assert abs(float(normal.item_embedding.weight[1:].std()) - 0.05) < 0.01
+    assert float(normal.item_embedding.weight[0].abs().sum()) == 0.0  # padding row stays zero
+    with pytest.raises(ValueError, match="init must be"):
+        build_model("sasrec", {**SMALL, "init": "xavier"}, loo, seed=0)
+
+
 def test_causal_mask_lets_a_padding_query_see_itself_only():
     pad = torch.tensor([[True, True, False, False]])
     m = causal_mask(pad)[0, 0]
