@@ -18,6 +18,8 @@ Variants (``--variants``, each one ``python -m seq.train`` run with the override
   a row without improvement (``lr_decay=0.5 lr_patience=4``), patience 12.
 - ``sasrec-ce-normal``: ``sasrec-ce`` initialised as the SASRec+ code does (``init=normal``:
   ``N(0, 0.02^2)`` weights and embeddings instead of the official TF code's glorot).
+- ``sasrec-ce-plus``: ``sasrec-ce-normal`` with an attention output projection
+  (``attn_out_proj=true``), as ``torch.nn.MultiheadAttention`` in the SASRec+ code.
 - ``sasrec-bce``: SASRec as in its paper (BCE, one negative per position, hidden 50, max_len
   200, dropout 0.2, batch 128, lr 1e-3; length-bucketed batches), validated and tested against 100 uniform negatives
   (``sampled=uni100``; the paper's protocol), full ranking reported next to it. Target: HR@10
@@ -63,6 +65,11 @@ VARIANTS = {
                                     "attn_dropout_prob=0.1", "batch_size=64", "learning_rate=0.001", "epochs=200",
                                     "length_buckets=true", "stopping_step=10", "init=normal"],
                          {"hit@10": 0.30, "ndcg@10": 0.175}),
+    # the SASRec+ code's layer as well: an attention output projection (torch.nn.MultiheadAttention's)
+    "sasrec-ce-plus": ("sasrec", ["loss=ce", "max_len=200", "hidden_size=64", "hidden_dropout_prob=0.1",
+                                  "attn_dropout_prob=0.1", "batch_size=64", "learning_rate=0.001", "epochs=200",
+                                  "length_buckets=true", "stopping_step=10", "init=normal", "attn_out_proj=true"],
+                       {"hit@10": 0.30, "ndcg@10": 0.175}),
     "sasrec-bce": ("sasrec", ["loss=bce", "max_len=200", "hidden_size=50", "inner_size=50", "hidden_dropout_prob=0.2",
                               "attn_dropout_prob=0.2", "batch_size=128", "learning_rate=0.001", "epochs=200", "length_buckets=true",
                               "stopping_step=5", "eval_step=5", "sampled=uni100"],

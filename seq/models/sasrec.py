@@ -87,7 +87,7 @@ class NextItemTransformer(SeqRecommender):
 
     def __init__(self, data, max_len: int, hidden_size: int, n_layers: int, n_heads: int, inner_size: int | None,
                  hidden_dropout_prob: float, attn_dropout_prob: float, norm: str, loss: str, n_negatives: int,
-                 negative_sampling: str, l2_emb: float, adam_beta2: float):
+                 negative_sampling: str, l2_emb: float, adam_beta2: float, attn_out_proj: bool = False):
         super().__init__(data, max_len)
         if loss not in NEXT_ITEM_LOSSES:
             raise ValueError(f"loss must be one of {', '.join(NEXT_ITEM_LOSSES)}, got {loss!r}")
@@ -102,7 +102,7 @@ class NextItemTransformer(SeqRecommender):
         self.encoder = TransformerEncoder(n_layers, hidden_size, final_norm=norm != "post", n_heads=n_heads,
                                           inner_size=inner_size, hidden_dropout=hidden_dropout_prob,
                                           attn_dropout=attn_dropout_prob, activation="relu", norm=norm,
-                                          out_proj=False, attn_out_dropout=0.0, eps=1e-8)
+                                          out_proj=bool(attn_out_proj), attn_out_dropout=0.0, eps=1e-8)
         self.shared_negatives = SharedNegatives(data, self.n_negatives, negative_sampling) \
             if loss == "sampled_ce" else None
 
@@ -181,6 +181,8 @@ class SASRec(NextItemTransformer):
             (:class:`seq.data.NextItemBatches`; off by default, as the official sampler).
         init: ``glorot`` (official TF, default) | ``normal`` (``N(0, initializer_range^2)``, the
             SASRec+ code's and RecBole's). initializer_range: its std (0.02).
+        attn_out_proj: an output projection after attention (``torch.nn.MultiheadAttention``'s,
+            as the PyTorch ports and the SASRec+ code have; the official TF code has none).
 
     Shapes: ``items [B, L]`` seq ids (0 = padding, right-aligned) -> hidden ``[B, L, d]``.
     """
@@ -189,9 +191,10 @@ class SASRec(NextItemTransformer):
                  inner_size: int | None = None, hidden_dropout_prob: float = 0.2, attn_dropout_prob: float = 0.2,
                  norm: str = "sasrec", loss: str = "bce", n_negatives: int = 1, negative_sampling: str = "uniform",
                  l2_emb: float = 0.0, adam_beta2: float = 0.98, length_buckets: bool = False,
-                 init: str = "glorot", initializer_range: float = 0.02):
+                 init: str = "glorot", initializer_range: float = 0.02, attn_out_proj: bool = False):
         super().__init__(data, max_len, hidden_size, n_layers, n_heads, inner_size, hidden_dropout_prob,
-                         attn_dropout_prob, norm, loss, n_negatives, negative_sampling, l2_emb, adam_beta2)
+                         attn_dropout_prob, norm, loss, n_negatives, negative_sampling, l2_emb, adam_beta2,
+                         attn_out_proj=attn_out_proj)
         self.length_buckets = bool(length_buckets)
         self.init, self.initializer_range = init, float(initializer_range)
         self.position_embedding = nn.Embedding(self.max_len, hidden_size)
