@@ -51,25 +51,19 @@ sys.path.insert(0, str(HERE.parent))
 import seq.models  # noqa: E402,F401  (registers the sequence models)
 from gcf.train import run  # noqa: E402
 
+# SASRec+ (the sasrec-ce variant): what every CE variant below starts from
+SASREC_CE = ["loss=ce", "max_len=200", "hidden_size=64", "hidden_dropout_prob=0.1", "attn_dropout_prob=0.1",
+             "batch_size=64", "learning_rate=0.001", "epochs=200", "length_buckets=true"]
+CE_TARGETS = {"hit@10": 0.30, "ndcg@10": 0.175}
+
 VARIANTS = {
-    "sasrec-ce": ("sasrec", ["loss=ce", "max_len=200", "hidden_size=64", "hidden_dropout_prob=0.1",
-                             "attn_dropout_prob=0.1", "batch_size=64", "learning_rate=0.001", "epochs=200", "length_buckets=true",
-                             "stopping_step=10"], {"hit@10": 0.30, "ndcg@10": 0.175}),
+    "sasrec-ce": ("sasrec", [*SASREC_CE, "stopping_step=10"], CE_TARGETS),
     # the same with the learning rate halved after every 4th validation in a row without gain
-    "sasrec-ce-decay": ("sasrec", ["loss=ce", "max_len=200", "hidden_size=64", "hidden_dropout_prob=0.1",
-                                   "attn_dropout_prob=0.1", "batch_size=64", "learning_rate=0.001", "epochs=200",
-                                   "length_buckets=true", "stopping_step=12", "lr_decay=0.5", "lr_patience=4"],
-                        {"hit@10": 0.30, "ndcg@10": 0.175}),
+    "sasrec-ce-decay": ("sasrec", [*SASREC_CE, "stopping_step=12", "lr_decay=0.5", "lr_patience=4"], CE_TARGETS),
     # the same with the SASRec+ code's initialisation: N(0, 0.02^2) instead of glorot
-    "sasrec-ce-normal": ("sasrec", ["loss=ce", "max_len=200", "hidden_size=64", "hidden_dropout_prob=0.1",
-                                    "attn_dropout_prob=0.1", "batch_size=64", "learning_rate=0.001", "epochs=200",
-                                    "length_buckets=true", "stopping_step=10", "init=normal"],
-                         {"hit@10": 0.30, "ndcg@10": 0.175}),
+    "sasrec-ce-normal": ("sasrec", [*SASREC_CE, "stopping_step=10", "init=normal"], CE_TARGETS),
     # the SASRec+ code's layer as well: an attention output projection (torch.nn.MultiheadAttention's)
-    "sasrec-ce-plus": ("sasrec", ["loss=ce", "max_len=200", "hidden_size=64", "hidden_dropout_prob=0.1",
-                                  "attn_dropout_prob=0.1", "batch_size=64", "learning_rate=0.001", "epochs=200",
-                                  "length_buckets=true", "stopping_step=10", "init=normal", "attn_out_proj=true"],
-                       {"hit@10": 0.30, "ndcg@10": 0.175}),
+    "sasrec-ce-plus": ("sasrec", [*SASREC_CE, "stopping_step=10", "init=normal", "attn_out_proj=true"], CE_TARGETS),
     "sasrec-bce": ("sasrec", ["loss=bce", "max_len=200", "hidden_size=50", "inner_size=50", "hidden_dropout_prob=0.2",
                               "attn_dropout_prob=0.2", "batch_size=128", "learning_rate=0.001", "epochs=200", "length_buckets=true",
                               "stopping_step=5", "eval_step=5", "sampled=uni100"],

@@ -73,9 +73,9 @@ class _Base:
         that held SASRec-CE's validation NDCG@10 at 0.156 instead of 0.170). The batches are
         shuffled."""
         order = rng.permutation(n_rows)
-        n_batches = _ceil(n_rows, self.batch_size)
         if lengths is None:
             return [order[s:s + self.batch_size] for s in range(0, n_rows, self.batch_size)]
+        n_batches = _ceil(n_rows, self.batch_size)
         size = np.maximum(np.minimum(lengths[order], self.max_len), 1)
         by_length = np.argsort(-size, kind="stable")
         order, cum = order[by_length], np.cumsum(size[by_length])

@@ -48,6 +48,7 @@ Departures from the official code:
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import nn
@@ -59,23 +60,19 @@ from ..losses import NEXT_ITEM_LOSSES, SharedNegatives, next_item_loss
 from .base import SeqRecommender, item_rows
 
 
+def init_weights(module: nn.Module, weight_init) -> None:
+    """``weight_init`` on every weight matrix and embedding, zero biases, LN weights untouched;
+    the caller zeroes padding rows."""
+    for name, p in module.named_parameters():
+        if p.dim() >= 2:
+            weight_init(p)
+        elif name.endswith("bias"):  # LN biases start at 0 anyway
+            nn.init.zeros_(p)
+
+
 def glorot_init(module: nn.Module) -> None:
-    """Glorot-uniform on every weight matrix and embedding, zero biases (TF's defaults), LN
-    untouched; the caller zeroes padding rows."""
-    for name, p in module.named_parameters():
-        if p.dim() >= 2:
-            nn.init.xavier_uniform_(p)
-        elif name.endswith("bias"):  # LN biases start at 0 anyway
-            nn.init.zeros_(p)
-
-
-def normal_init(module: nn.Module, std: float) -> None:
-    """``N(0, std^2)`` on every weight matrix and embedding, zero biases, LN untouched."""
-    for name, p in module.named_parameters():
-        if p.dim() >= 2:
-            nn.init.normal_(p, 0.0, std)
-        elif name.endswith("bias"):  # LN biases start at 0 anyway
-            nn.init.zeros_(p)
+    """Glorot-uniform weights (TF's default), zero biases."""
+    init_weights(module, nn.init.xavier_uniform_)
 
 
 class NextItemTransformer(SeqRecommender):
@@ -84,6 +81,7 @@ class NextItemTransformer(SeqRecommender):
     Adam's beta2. A subclass builds its extra tables and defines :meth:`hidden`."""
 
     trim_padding = True  # scores ignore leading padding (SeqRecommender.score)
+    init, initializer_range = "glorot", 0.02  # a subclass's constructor sets them before reset_parameters()
 
     def __init__(self, data, max_len: int, hidden_size: int, n_layers: int, n_heads: int, inner_size: int | None,
                  hidden_dropout_prob: float, attn_dropout_prob: float, norm: str, loss: str, n_negatives: int,
@@ -106,13 +104,11 @@ class NextItemTransformer(SeqRecommender):
         self.shared_negatives = SharedNegatives(data, self.n_negatives, negative_sampling) \
             if loss == "sampled_ce" else None
 
-    init, initializer_range = "glorot", 0.02  # set by a subclass's constructor before reset_parameters()
-
     def reset_parameters(self) -> None:
         if self.init == "glorot":
             glorot_init(self)
         elif self.init == "normal":  # SASRec+'s code (antklen/sasrec-bert4rec-recsys23), RecBole, GPT-2
-            normal_init(self, self.initializer_range)
+            init_weights(self, partial(nn.init.normal_, mean=0.0, std=self.initializer_range))
         else:
             raise ValueError(f"init must be 'glorot' or 'normal', got {self.init!r}")
         with torch.no_grad():
