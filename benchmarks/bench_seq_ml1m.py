@@ -21,6 +21,8 @@ Variants (``--variants``, each one ``python -m seq.train`` run with the override
 - ``sasrec-ce-plus``: ``sasrec-ce-normal`` with an attention output projection
   (``attn_out_proj=true``), as ``torch.nn.MultiheadAttention`` in the SASRec+ code.
 - ``sasrec-ce-plus-p20``: ``sasrec-ce-plus`` with patience 20 validations instead of 10.
+- ``sasrec-ce-plus-left``: ``sasrec-ce-plus`` with ``positions=left`` (position 0 = the oldest kept
+  item, as the SASRec+ code's right padding gives; the official TF code puts the newest at ``L-1``).
 - ``sasrec-bce``: SASRec as in its paper (BCE, one negative per position, hidden 50, max_len
   200, dropout 0.2, batch 128, lr 1e-3; length-bucketed batches), validated and tested against 100 uniform negatives
   (``sampled=uni100``; the paper's protocol), full ranking reported next to it. Target: HR@10
@@ -67,6 +69,9 @@ VARIANTS = {
     "sasrec-ce-plus": ("sasrec", [*SASREC_CE, "stopping_step=10", "init=normal", "attn_out_proj=true"], CE_TARGETS),
     # the same with patience 20 (seed 1 stopped at epoch 49 with patience 10, validation still rising)
     "sasrec-ce-plus-p20": ("sasrec", [*SASREC_CE, "stopping_step=20", "init=normal", "attn_out_proj=true"], CE_TARGETS),
+    # the same with positions counted from the oldest kept item, as the SASRec+ code's right padding
+    "sasrec-ce-plus-left": ("sasrec", [*SASREC_CE, "stopping_step=10", "init=normal", "attn_out_proj=true",
+                                       "positions=left"], CE_TARGETS),
     "sasrec-bce": ("sasrec", ["loss=bce", "max_len=200", "hidden_size=50", "inner_size=50", "hidden_dropout_prob=0.2",
                               "attn_dropout_prob=0.2", "batch_size=128", "learning_rate=0.001", "epochs=200", "length_buckets=true",
                               "stopping_step=5", "eval_step=5", "sampled=uni100"],

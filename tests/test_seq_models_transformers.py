@@ -134,6 +134,20 @@ def test_sasrec_init_options(loo):
         build_model("sasrec", {**SMALL, "init": "xavier"}, loo, seed=0)
 
 
+@pytest.mark.parametrize("positions", ["right", "left"])
+def test_sasrec_positions_option(positions, loo):
+    """``left``: an item's position counts from the first real item, so its output does not change
+    when later items arrive (causal attention); ``right`` (official): the newest item sits at
+    ``L-1``, so the same item's output moves when one more item follows it."""
+    model = build_model("sasrec", {**SMALL, "positions": positions}, loo, seed=0).eval()
+    with torch.no_grad():
+        alone = model.hidden(torch.tensor([[0, 0, 0, 5, 7]]))[0, 4]
+        followed = model.hidden(torch.tensor([[0, 0, 5, 7, 9]]))[0, 3]
+    assert torch.allclose(alone, followed, atol=1e-6) == (positions == "left")
+    with pytest.raises(ValueError, match="positions='middle'"):
+        build_model("sasrec", {**SMALL, "positions": "middle"}, loo, seed=0)
+
+
 def test_causal_mask_lets_a_padding_query_see_itself_only():
     pad = torch.tensor([[True, True, False, False]])
     m = causal_mask(pad)[0, 0]

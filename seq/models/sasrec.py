@@ -179,6 +179,9 @@ class SASRec(NextItemTransformer):
             SASRec+ code's and RecBole's). initializer_range: its std (0.02).
         attn_out_proj: an output projection after attention (``torch.nn.MultiheadAttention``'s,
             as the PyTorch ports and the SASRec+ code have; the official TF code has none).
+        positions: ``right`` (default, the official TF code: the newest item always at position
+            ``L-1``) | ``left`` (the SASRec+ code, which pads on the right: the oldest kept item at
+            position 0, so an item's position does not change as later items arrive).
 
     Shapes: ``items [B, L]`` seq ids (0 = padding, right-aligned) -> hidden ``[B, L, d]``.
     """
@@ -187,17 +190,25 @@ class SASRec(NextItemTransformer):
                  inner_size: int | None = None, hidden_dropout_prob: float = 0.2, attn_dropout_prob: float = 0.2,
                  norm: str = "sasrec", loss: str = "bce", n_negatives: int = 1, negative_sampling: str = "uniform",
                  l2_emb: float = 0.0, adam_beta2: float = 0.98, length_buckets: bool = False,
-                 init: str = "glorot", initializer_range: float = 0.02, attn_out_proj: bool = False):
+                 init: str = "glorot", initializer_range: float = 0.02, attn_out_proj: bool = False,
+                 positions: str = "right"):
         super().__init__(data, max_len, hidden_size, n_layers, n_heads, inner_size, hidden_dropout_prob,
                          attn_dropout_prob, norm, loss, n_negatives, negative_sampling, l2_emb, adam_beta2,
                          attn_out_proj=attn_out_proj)
         self.length_buckets = bool(length_buckets)
         self.init, self.initializer_range = init, float(initializer_range)
+        if positions not in ("right", "left"):
+            raise ValueError(f"positions={positions!r}: expected 'right' or 'left'")
+        self.positions = positions
         self.position_embedding = nn.Embedding(self.max_len, hidden_size)
         self.reset_parameters()
 
     def hidden(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         L = items.shape[1]
-        x = self.embed_items(items) + self.position_embedding.weight[self.max_len - L:]  # [B, L, d]
+        if self.positions == "left":  # position = index from the first real item (padding is on the left)
+            pos = (torch.arange(L, device=items.device) - (items == 0).sum(1, keepdim=True)).clamp(min=0)
+            x = self.embed_items(items) + self.position_embedding(pos)  # [B, L, d]
+        else:
+            x = self.embed_items(items) + self.position_embedding.weight[self.max_len - L:]  # [B, L, d]
         x = self.input_dropout(x) * (items > 0).unsqueeze(-1)
         return self.encoder(x, causal_mask(items == 0))
