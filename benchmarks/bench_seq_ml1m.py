@@ -57,6 +57,8 @@ from gcf.train import run  # noqa: E402
 # SASRec+ (the sasrec-ce variant): what every CE variant below starts from
 SASREC_CE = ["loss=ce", "max_len=200", "hidden_size=64", "hidden_dropout_prob=0.1", "attn_dropout_prob=0.1",
              "batch_size=64", "learning_rate=0.001", "epochs=200", "length_buckets=true"]
+# the SASRec+ code's init and attention projection: what the sasrec-ce-plus variants start from
+SASREC_PLUS = [*SASREC_CE, "init=normal", "attn_out_proj=true"]
 CE_TARGETS = {"hit@10": 0.30, "ndcg@10": 0.175}
 
 VARIANTS = {
@@ -66,12 +68,11 @@ VARIANTS = {
     # the same with the SASRec+ code's initialisation: N(0, 0.02^2) instead of glorot
     "sasrec-ce-normal": ("sasrec", [*SASREC_CE, "stopping_step=10", "init=normal"], CE_TARGETS),
     # the SASRec+ code's layer as well: an attention output projection (torch.nn.MultiheadAttention's)
-    "sasrec-ce-plus": ("sasrec", [*SASREC_CE, "stopping_step=10", "init=normal", "attn_out_proj=true"], CE_TARGETS),
+    "sasrec-ce-plus": ("sasrec", [*SASREC_PLUS, "stopping_step=10"], CE_TARGETS),
     # the same with patience 20 (seed 1 stopped at epoch 49 with patience 10, validation still rising)
-    "sasrec-ce-plus-p20": ("sasrec", [*SASREC_CE, "stopping_step=20", "init=normal", "attn_out_proj=true"], CE_TARGETS),
+    "sasrec-ce-plus-p20": ("sasrec", [*SASREC_PLUS, "stopping_step=20"], CE_TARGETS),
     # the same with positions counted from the oldest kept item, as the SASRec+ code's right padding
-    "sasrec-ce-plus-left": ("sasrec", [*SASREC_CE, "stopping_step=10", "init=normal", "attn_out_proj=true",
-                                       "positions=left"], CE_TARGETS),
+    "sasrec-ce-plus-left": ("sasrec", [*SASREC_PLUS, "stopping_step=10", "positions=left"], CE_TARGETS),
     "sasrec-bce": ("sasrec", ["loss=bce", "max_len=200", "hidden_size=50", "inner_size=50", "hidden_dropout_prob=0.2",
                               "attn_dropout_prob=0.2", "batch_size=128", "learning_rate=0.001", "epochs=200", "length_buckets=true",
                               "stopping_step=5", "eval_step=5", "sampled=uni100"],
@@ -79,6 +80,11 @@ VARIANTS = {
     "bert4rec-ce": ("bert4rec", ["max_len=200", "length_buckets=true", "batch_size=128", "learning_rate=0.001", "epochs=200",
                                  "stopping_step=5", "eval_step=5"], {"hit@10": 0.26, "ndcg@10": 0.14}),
 }
+
+
+def row_key(name: str, seed: int) -> str:
+    """The JSON row of a variant at a seed: the bare name at the default seed 2020."""
+    return name if seed == 2020 else f"{name}-seed{seed}"
 
 
 def time_to(history, metric, target):
@@ -100,7 +106,7 @@ def table(results):
           "train s until valid NDCG@10 >= target |")
     print("|---|---|---|---|---|---|---|---|---|")
     for key, r in results.items():
-        name = key.split("-seed")[0]
+        name = key.split("-seed")[0]  # row_key's inverse
         if name not in VARIANTS:
             continue
         targets = VARIANTS[name][2]
@@ -132,7 +138,7 @@ def main() -> None:
     for name in args.variants.split(","):
         if name not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
-        key = name if args.seed == 2020 else f"{name}-seed{args.seed}"  # 2020: the default seed's rows
+        key = row_key(name, args.seed)
         if key in results and not args.force:
             continue
         model, overrides = VARIANTS[name][:2]

@@ -204,11 +204,11 @@ class SASRec(NextItemTransformer):
         self.reset_parameters()
 
     def hidden(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
-        L = items.shape[1]
+        L, pad = items.shape[1], items == 0
         if self.positions == "left":  # position = index from the first real item (padding is on the left)
-            pos = (torch.arange(L, device=items.device) - (items == 0).sum(1, keepdim=True)).clamp(min=0)
-            x = self.embed_items(items) + self.position_embedding(pos)  # [B, L, d]
+            positions = self.position_embedding((torch.arange(L, device=items.device)
+                                                 - pad.sum(1, keepdim=True)).clamp(min=0))  # [B, L, d]
         else:
-            x = self.embed_items(items) + self.position_embedding.weight[self.max_len - L:]  # [B, L, d]
-        x = self.input_dropout(x) * (items > 0).unsqueeze(-1)
-        return self.encoder(x, causal_mask(items == 0))
+            positions = self.position_embedding.weight[self.max_len - L:]  # [L, d]
+        x = self.input_dropout(self.embed_items(items) + positions) * (~pad).unsqueeze(-1)
+        return self.encoder(x, causal_mask(pad))
