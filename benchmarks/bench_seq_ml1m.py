@@ -23,6 +23,11 @@ Variants (``--variants``, each one ``python -m seq.train`` run with the override
 - ``sasrec-ce-plus-p20``: ``sasrec-ce-plus`` with patience 20 validations instead of 10.
 - ``sasrec-ce-plus-left``: ``sasrec-ce-plus`` with ``positions=left`` (position 0 = the oldest kept
   item, as the SASRec+ code's right padding gives; the official TF code puts the newest at ``L-1``).
+- ``sasrec-ce-plus-exact``: every setting of the SASRec+ code (``src/configs/SASRec.yaml``,
+  ``src/models.py``): ``init=normal_mha`` (``N(0, 0.02^2)`` except the attention's Q/K/V, which
+  ``torch.nn.MultiheadAttention`` initialises glorot-uniform and the code's initialiser never
+  reaches), torch Adam's beta2 0.999 (not the TF code's 0.98), batch 128, ``positions=left``, at
+  most 100 epochs, patience 10.
 - ``sasrec-bce``: SASRec as in its paper (BCE, one negative per position, hidden 50, max_len
   200, dropout 0.2, batch 128, lr 1e-3; length-bucketed batches), validated and tested against 100 uniform negatives
   (``sampled=uni100``; the paper's protocol), full ranking reported next to it. Target: HR@10
@@ -59,6 +64,8 @@ SASREC_CE = ["loss=ce", "max_len=200", "hidden_size=64", "hidden_dropout_prob=0.
              "batch_size=64", "learning_rate=0.001", "epochs=200", "length_buckets=true"]
 # the SASRec+ code's init and attention projection: what the sasrec-ce-plus variants start from
 SASREC_PLUS = [*SASREC_CE, "init=normal", "attn_out_proj=true"]
+SASREC_EXACT = [*(o for o in SASREC_PLUS if o.split("=")[0] not in ("init", "batch_size", "epochs")),
+                "init=normal_mha", "adam_beta2=0.999", "batch_size=128", "positions=left", "epochs=100"]
 CE_TARGETS = {"hit@10": 0.30, "ndcg@10": 0.175}
 
 VARIANTS = {
@@ -73,6 +80,9 @@ VARIANTS = {
     "sasrec-ce-plus-p20": ("sasrec", [*SASREC_PLUS, "stopping_step=20"], CE_TARGETS),
     # the same with positions counted from the oldest kept item, as the SASRec+ code's right padding
     "sasrec-ce-plus-left": ("sasrec", [*SASREC_PLUS, "stopping_step=10", "positions=left"], CE_TARGETS),
+    # every setting of the SASRec+ code: its init (normal_mha), torch Adam's beta2 0.999, batch 128,
+    # left positions, at most 100 epochs
+    "sasrec-ce-plus-exact": ("sasrec", [*SASREC_EXACT, "stopping_step=10"], CE_TARGETS),
     "sasrec-bce": ("sasrec", ["loss=bce", "max_len=200", "hidden_size=50", "inner_size=50", "hidden_dropout_prob=0.2",
                               "attn_dropout_prob=0.2", "batch_size=128", "learning_rate=0.001", "epochs=200", "length_buckets=true",
                               "stopping_step=5", "eval_step=5", "sampled=uni100"],

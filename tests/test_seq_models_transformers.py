@@ -130,6 +130,16 @@ def test_sasrec_init_options(loo):
     assert abs(float(w_n.std()) - 0.05) < 0.01 and float(w_g.std()) > 0.1  # glorot on 16 x 16: std 0.25
     assert abs(float(normal.item_embedding.weight[1:].std()) - 0.05) < 0.01
     assert float(normal.item_embedding.weight[0].abs().sum()) == 0.0  # padding row stays zero
+    # normal_mha (SASRec+ code): normal, but Q/K/V glorot-uniform over the stacked [3d, d] matrix
+    mha = build_model("sasrec", {**SMALL, "init": "normal_mha", "initializer_range": 0.05}, loo, seed=0)
+    attn, d = mha.encoder.blocks[0].attn, SMALL["hidden_size"]
+    bound = (6.0 / (4 * d)) ** 0.5
+    qkv = torch.cat([attn.q.weight, attn.k.weight, attn.v.weight])
+    assert float(qkv.abs().max()) <= bound and float(qkv.std()) > 0.8 * bound / 3 ** 0.5  # U(-b, b): std b/sqrt(3)
+    assert float(attn.q.bias.abs().sum()) == 0.0
+    ffn = [p for n, p in mha.encoder.named_parameters() if p.dim() >= 2 and ".attn." not in n]
+    assert ffn and all(abs(float(w.std()) - 0.05) < 0.015 for w in ffn)
+    assert abs(float(mha.item_embedding.weight[1:].std()) - 0.05) < 0.01
     with pytest.raises(ValueError, match="init must be"):
         build_model("sasrec", {**SMALL, "init": "xavier"}, loo, seed=0)
 

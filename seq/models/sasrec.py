@@ -55,7 +55,7 @@ from torch import nn
 
 from gcf.models.registry import register_model
 
-from ..layers import TransformerEncoder, causal_mask
+from ..layers import MultiHeadAttention, TransformerEncoder, causal_mask
 from ..losses import NEXT_ITEM_LOSSES, SharedNegatives, next_item_loss
 from .base import SeqRecommender, item_rows
 
@@ -73,6 +73,19 @@ def init_weights(module: nn.Module, weight_init) -> None:
 def glorot_init(module: nn.Module) -> None:
     """Glorot-uniform weights (TF's default), zero biases."""
     init_weights(module, nn.init.xavier_uniform_)
+
+
+def mha_in_projection_init(module: nn.Module) -> None:
+    """Glorot-uniform query/key/value weights over the stacked ``[3d, d]`` matrix (bound
+    ``sqrt(6 / 4d)``), zero biases: how ``torch.nn.MultiheadAttention`` initialises its
+    ``in_proj_weight``, which the SASRec+ code's ``N(0, 0.02^2)`` initialiser (applied to
+    ``nn.Linear``/``nn.Embedding`` modules only) never reaches."""
+    for m in module.modules():
+        if isinstance(m, MultiHeadAttention):
+            bound = math.sqrt(6.0 / (4 * m.d))
+            for lin in (m.q, m.k, m.v):
+                nn.init.uniform_(lin.weight, -bound, bound)
+                nn.init.zeros_(lin.bias)
 
 
 class NextItemTransformer(SeqRecommender):
@@ -107,10 +120,12 @@ class NextItemTransformer(SeqRecommender):
     def reset_parameters(self) -> None:
         if self.init == "glorot":
             glorot_init(self)
-        elif self.init == "normal":  # SASRec+'s code (antklen/sasrec-bert4rec-recsys23), RecBole, GPT-2
+        elif self.init in ("normal", "normal_mha"):  # RecBole, GPT-2; SASRec+'s code with normal_mha
             init_weights(self, partial(nn.init.normal_, mean=0.0, std=self.initializer_range))
+            if self.init == "normal_mha":
+                mha_in_projection_init(self)
         else:
-            raise ValueError(f"init must be 'glorot' or 'normal', got {self.init!r}")
+            raise ValueError(f"init must be 'glorot', 'normal' or 'normal_mha', got {self.init!r}")
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 
@@ -175,8 +190,10 @@ class SASRec(NextItemTransformer):
         adam_beta2: Adam's beta2 for this model's parameters (official 0.98).
         length_buckets: batches of users of similar length, cut to their longest row
             (:class:`seq.data.NextItemBatches`; off by default, as the official sampler).
-        init: ``glorot`` (official TF, default) | ``normal`` (``N(0, initializer_range^2)``, the
-            SASRec+ code's and RecBole's). initializer_range: its std (0.02).
+        init: ``glorot`` (official TF, default) | ``normal`` (``N(0, initializer_range^2)``,
+            RecBole's) | ``normal_mha`` (the SASRec+ code's: ``normal`` except the attention's
+            query/key/value weights, glorot-uniform over the stacked ``[3d, d]`` matrix as
+            ``torch.nn.MultiheadAttention`` leaves them). initializer_range: its std (0.02).
         attn_out_proj: an output projection after attention (``torch.nn.MultiheadAttention``'s,
             as the PyTorch ports and the SASRec+ code have; the official TF code has none).
         positions: ``right`` (default, the official TF code: the newest item always at position
