@@ -146,7 +146,7 @@ def main() -> None:
         rb = results[model].get("recbole")
         if rb:  # measured in this benchmark
             ours = statistics.median(throughput(r) for r in rows)
-            theirs = throughput({"train_rows": rb["train_rows"], "epochs": rb["epochs_run"], "train_sec": rb["train_sec"]})
+            theirs = throughput(rb)
             rb_cols = (f"{rb['test']['auc']:.4f} | {rb['test']['logloss']:.4f} | "
                        f"{theirs:,.0f} ({ours / theirs:.1f}x)")
         elif peer:
