@@ -65,6 +65,7 @@ from tqdm.auto import tqdm
 
 from gcf.config import parse_overrides, read_yaml, resolve_config
 from gcf.models import MODELS, get_model_class, model_family
+from gcf.metrics import monitor_score
 from gcf.trainer import valid_metric_name
 
 RUNNER_KEYS = ("name", "description", "base", "grid", "variants", "seeds", "baseline", "report", "family",
@@ -277,7 +278,7 @@ def run_ablation(abl: Ablation, progress: bool = True, train=train_one) -> pd.Da
             say(f"[{i + 1}/{len(todo)}] {variant.name} seed {seed} FAILED: {type(e).__name__}: {e}")
             continue
         metric = valid_metric_name(cfg)
-        score = metrics.get("valid", {}).get(metric, float("nan"))
+        score = valid_score(metrics, metric)
         say(f"[{i + 1}/{len(todo)}] {variant.name} seed {seed}{' (resumed)' if resumed else ''}: valid {metric} "
             f"{score:.4f}, {metrics.get('epochs')} epochs, {time.perf_counter() - t0:.0f} s; "
             f"{len(todo) - i - 1} left, elapsed {time.perf_counter() - start:.0f} s")
@@ -288,6 +289,15 @@ def run_ablation(abl: Ablation, progress: bool = True, train=train_one) -> pd.Da
     if failed:
         say("failed runs (re-run the same command to retry them):\n  " + "\n  ".join(failed))
     return results
+
+
+def valid_score(metrics: dict, metric: str) -> float:
+    """The run's best validation score on ``valid_metric`` (a signed sum such as ``auc-logloss``
+    too), NaN when the run kept no validation."""
+    try:
+        return monitor_score(metrics.get("valid", {}), metric)
+    except ValueError:
+        return float("nan")
 
 
 def collect_results(abl: Ablation) -> pd.DataFrame:
@@ -307,7 +317,7 @@ def collect_results(abl: Ablation) -> pd.DataFrame:
                         for k in abl.varied})
             row.update({"model": cfg["model"], "dataset": cfg["dataset"], "best_epoch": m.get("best_epoch"),
                         "epochs": m.get("epochs"), "sec_per_epoch": m.get("sec_per_epoch"),
-                        "train_sec": m.get("train_sec"), f"valid {metric}": m.get("valid", {}).get(metric)})
+                        "train_sec": m.get("train_sec"), f"valid {metric}": valid_score(m, metric)})
             row.update(m.get("test", {}))
             row["run_dir"] = str(folder)
             rows.append(row)

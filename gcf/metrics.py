@@ -114,6 +114,44 @@ def log_loss(labels, probs) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
 
+LOWER_IS_BETTER = frozenset({"logloss"})
+
+
+def monitor_terms(spec: str) -> list[tuple[float, str]]:
+    """The signed terms of a ``valid_metric``: ``"ndcg@20"`` -> ``[(1, "ndcg@20")]``,
+    ``"auc-logloss"`` (FuxiCTR's ``monitor: {AUC: 1, logloss: -1}``) -> ``[(1, "auc"), (-1, "logloss")]``.
+    A lone metric that is better when lower (``logloss``) gets the sign -1, so the monitor is
+    always maximised."""
+    text = str(spec).replace(" ", "")
+    if not text or text[-1] in "+-":
+        raise ValueError(f"valid_metric={spec!r}: expected a metric name or terms joined by + and -, "
+                         f"e.g. 'auc' or 'auc-logloss'")
+    terms, sign, name = [], 1.0, ""
+    for ch in text + "+":
+        if ch in "+-" and name:
+            terms.append((sign, name))
+            sign, name = (1.0 if ch == "+" else -1.0), ""
+        elif ch in "+-":
+            if terms or ch == "+":
+                raise ValueError(f"valid_metric={spec!r}: two signs in a row")
+            sign = -1.0
+        else:
+            name += ch
+    if len(terms) == 1 and terms[0][0] > 0 and terms[0][1].split("[")[0] in LOWER_IS_BETTER:
+        terms = [(-1.0, terms[0][1])]
+    return terms
+
+
+def monitor_score(valid: dict, spec: str) -> float:
+    """The value early stopping maximises: the signed sum of ``valid_metric``'s terms
+    (:func:`monitor_terms`); a term the validation did not compute is an error naming it."""
+    missing = [name for _, name in monitor_terms(spec) if name not in valid]
+    if missing:
+        raise ValueError(f"valid_metric={spec!r}: {', '.join(map(repr, missing))} not computed; "
+                         f"available: {sorted(valid)}")
+    return float(sum(sign * float(valid[name]) for sign, name in monitor_terms(spec)))
+
+
 def labelled_metrics(labels, logits, names=LABELLED_METRICS) -> dict[str, float]:
     """``{"auc": ..., "logloss": ...}`` of scores given as logits (probability = sigmoid)."""
     logits = np.asarray(logits, dtype=np.float64)

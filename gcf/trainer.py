@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import re
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from . import distributed
 from .data.split import Split
 from .data.train_data import TrainData
 from .evaluate import evaluate, evaluate_labelled
+from .metrics import monitor_score
 from .models.base import Recommender
 
 log = logging.getLogger("gcf")
@@ -64,9 +66,13 @@ def _to(batch, device):
 
 def valid_metric_name(cfg: dict) -> str:
     """``valid_metric``, carrying the sampling label when the run ranks sampled negatives
-    (``sampled=uni100``: ``ndcg@20`` -> ``ndcg@20[uni100]``), so validation follows the protocol."""
-    metric, sampled = str(cfg["valid_metric"]), cfg.get("sampled")
-    return f"{metric}[{sampled}]" if sampled and "[" not in metric else metric
+    (``sampled=uni100``: ``ndcg@20`` -> ``ndcg@20[uni100]``), so validation follows the protocol.
+    It may join several metrics with + and - (``auc-logloss``): :func:`gcf.metrics.monitor_score`."""
+    metric, sampled = str(cfg["valid_metric"]).replace(" ", ""), cfg.get("sampled")
+    if not sampled:
+        return metric
+    return "".join(piece if piece in "+-" or "[" in piece else f"{piece}[{sampled}]"
+                   for piece in re.split(r"([+-])", metric))
 
 
 def rng_state(device: torch.device) -> dict:
@@ -244,11 +250,10 @@ class Trainer:
                 t1 = time.perf_counter()
                 valid = self.evaluate("valid")
                 record["eval_sec"] = time.perf_counter() - t1
-                if metric not in valid:
-                    raise ValueError(f"valid_metric={metric!r} is not computed; available: {sorted(valid)}")
+                score = monitor_score(valid, metric)  # an error naming a metric not computed
                 record["valid"] = valid
-                if valid[metric] > state["best_score"]:
-                    state.update(best_score=valid[metric], best_epoch=epoch + 1, bad_evals=0, best_valid=valid)
+                if score > state["best_score"]:
+                    state.update(best_score=score, best_epoch=epoch + 1, bad_evals=0, best_valid=valid)
                     self._save_best(epoch + 1, valid)
                 else:
                     state["bad_evals"] += 1
@@ -259,7 +264,7 @@ class Trainer:
             state["history"] = self.history
             self._save_last(state)
             log.info("epoch %d/%d loss %.4f %.2fs%s", epoch + 1, epochs, record["loss"], sec,
-                     f" valid {metric} {record['valid'][metric]:.4f}" if "valid" in record else "")
+                     f" valid {metric} {monitor_score(record['valid'], metric):.4f}" if "valid" in record else "")
         if not self.has_valid:  # no validation split: the last epoch is the model
             self._save_best(state["epoch"], {})
             state["best_epoch"] = state["epoch"]

@@ -171,6 +171,48 @@ def test_early_stopping_stops_and_tests_the_best_checkpoint(tmp_path, monkeypatc
         "model"][k]) for k, v in last["model"].items())
 
 
+def test_monitor_terms_and_scores():
+    """``valid_metric`` is maximised: a lone lower-is-better metric is negated, signed sums
+    (FuxiCTR's ``auc-logloss``) add up, a sampled run labels every term, bad specs are errors."""
+    from gcf.metrics import monitor_score, monitor_terms
+    from gcf.trainer import valid_metric_name
+    assert monitor_terms("ndcg@20") == [(1.0, "ndcg@20")]
+    assert monitor_terms("logloss") == [(-1.0, "logloss")]
+    assert monitor_terms("auc - logloss") == [(1.0, "auc"), (-1.0, "logloss")]
+    assert monitor_terms("-logloss+auc") == [(-1.0, "logloss"), (1.0, "auc")]
+    assert monitor_score({"auc": 0.8, "logloss": 0.3}, "auc-logloss") == pytest.approx(0.5)
+    assert monitor_score({"auc": 0.8, "logloss": 0.3}, "logloss") == pytest.approx(-0.3)
+    for bad in ("auc-", "auc--logloss", "+auc", ""):
+        with pytest.raises(ValueError, match="valid_metric"):
+            monitor_terms(bad)
+    with pytest.raises(ValueError, match="'ndcg@10' not computed"):
+        monitor_score({"ndcg@20": 0.1}, "ndcg@10")
+    assert valid_metric_name({"valid_metric": "ndcg@20+recall@20", "sampled": "uni100"}) == \
+        "ndcg@20[uni100]+recall@20[uni100]"
+    assert valid_metric_name({"valid_metric": "ndcg@20", "sampled": None}) == "ndcg@20"
+
+
+@pytest.mark.parametrize("metric, best", [("logloss", 4), ("auc-logloss", 3)])
+def test_early_stopping_minimises_logloss_and_follows_signed_sums(tmp_path, monkeypatch, metric, best):
+    """A lower-is-better ``valid_metric`` keeps the epoch of the lowest value (it used to keep
+    the highest), and ``auc-logloss`` the best difference."""
+    from gcf import trainer as trainer_mod
+
+    values = iter([(0.50, 0.60), (0.60, 0.50), (0.80, 0.30), (0.70, 0.25), (0.90, 0.70), (0.1, 0.9)])
+    real_evaluate = trainer_mod.Trainer.evaluate
+
+    def fake_evaluate(self, part):
+        out = real_evaluate(self, part)
+        if part == "valid":
+            out["auc"], out["logloss"] = next(values)
+        return out
+
+    monkeypatch.setattr(trainer_mod.Trainer, "evaluate", fake_evaluate)
+    m = run("bpr", [f"out_dir={tmp_path}", "epochs=6", "stopping_step=2", f"valid_metric={metric}", *FAST],
+            quiet=True)
+    assert m["best_epoch"] == best and m["epochs"] == best + 2
+
+
 def test_lr_decay_on_plateau_cuts_the_rate_after_each_bad_validation_and_resumes(tmp_path, monkeypatch):
     """``lr_decay=0.1``: each validation without improvement multiplies the learning rate by
     0.1 (down to ``min_lr``), and ``last.pt`` carries the decayed rate."""
