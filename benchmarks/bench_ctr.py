@@ -80,7 +80,7 @@ TUNE_GRID = {
     # (one layer, no batch norm, dropout 0.4), then the regularizer around the first choice
     "afn": [["embedding_regularizer=0.01", "batch_norm=false", "afn_hidden_size=[400]", "dropout_prob=0.4"]]
     + [[f"embedding_regularizer={r}", "batch_norm=false", "afn_hidden_size=[400]", "dropout_prob=0.4"]
-       for r in (0.001, 0.03)],
+       for r in (0.001, 0.03, 0.05, 0.1)],
 }
 
 
@@ -110,6 +110,8 @@ def main() -> None:
     p.add_argument("--out-root", default="runs/bench-ctr")
     p.add_argument("--out", default=None)
     p.add_argument("--tune", action="store_true", help="the validation search of TUNE_GRID (see the docstring)")
+    p.add_argument("--settings", default=None,
+                   help="with --tune: only the TUNE_GRID settings whose name is one of these, '|'-separated")
     p.add_argument("extra", nargs="*", help="key=value overrides for every model (e.g. device=cpu)")
     args = p.parse_args()
     data_dir = os.environ.get("GCF_DATA_DIR", str(HERE.parents[1] / "shared" / "data"))
@@ -172,6 +174,8 @@ def tune(models: list[str], seeds: list[int], data_dir: str, args) -> None:
     for model in models:
         for setting in TUNE_GRID.get(model, [[]]):
             name = " ".join(setting) or "defaults"
+            if args.settings and name not in args.settings.split("|"):
+                continue
             per_seed = results.setdefault(model, {}).setdefault(name, {})
             for seed in seeds:
                 if str(seed) in per_seed:
