@@ -32,6 +32,12 @@ metric and the number of seeds; the paired comparison), ``paired.csv`` and the p
 ``bars.png`` (means with +-1 sd error bars and each seed's value) and, when exactly one key
 varies and its values are numbers, ``line.png``.
 
+With ``report_dir``, the report accumulates: its ``results.csv`` rows made with the same
+settings (the ``settings`` column) count as finished runs, since run folders stay on the machine
+that trained them and the report is what travels with the repository; so a fresh clone adds
+``seeds=[4]`` without re-training seeds 1-3, and the report keeps them. Rows of other settings are
+re-trained (seeds this run asks for) or refused with an error (other seeds).
+
 Runs go seed by seed (every variant at the first seed, then the next), so a grid stopped early
 still has paired seeds. Resuming: a run folder with ``metrics.json`` is finished and is not run again; one without it
 (interrupted) runs with ``resume=true``, so the trainer continues from its ``last.pt``. A folder
@@ -230,6 +236,49 @@ def _check_folder(folder: Path, request: dict) -> None:
                          f"{', '.join(diff) or 'variant/model/seed'}); remove the folder or use another out_dir")
 
 
+def run_settings(abl: Ablation, variant: Variant, seed: int) -> str:
+    """One run's resolved config (every key that can change its result: the shipped defaults as well
+    as the YAML's overrides) as a JSON string: the ``settings`` column of ``results.csv``, so a row
+    can be matched to the configs on another machine."""
+    cfg, _ = resolved_config(abl, variant, seed)
+    return json.dumps({k: v for k, v in cfg.items() if k not in NEUTRAL_KEYS and k != "out_dir"},
+                      sort_keys=True, default=str)
+
+
+def reported_results(abl: Ablation) -> pd.DataFrame:
+    """The rows of ``report_dir/results.csv`` made with this ablation's settings.
+
+    Run folders stay on the machine that trained them (``runs/`` is not in git); the report
+    travels. Its rows count as finished runs, so a fresh clone adds ``seeds=[4]`` without training
+    seeds 1-3 again and the report keeps them. A row of a seed this run asks for whose settings
+    differ (a changed YAML or default) is dropped and trains again; a row of another seed with other
+    or unrecorded settings is an error (the report would mix settings); rows of variants the YAML
+    no longer has are dropped with a warning."""
+    path = abl.report_dir / "results.csv" if abl.report_dir else None
+    if path is None or not path.exists():
+        return pd.DataFrame()
+    old = pd.read_csv(path)
+    if old.empty:
+        return old
+    variants = {v.name: v for v in abl.variants}
+    keep, stale = [], []
+    for i, row in old.iterrows():
+        name, seed = row["variant"], int(row["seed"])
+        if name not in variants:
+            log.warning("%s: variant %r is not in %s any more; its rows are dropped", path, name, abl.source)
+            continue
+        recorded = row.get("settings")
+        if isinstance(recorded, str) and recorded == run_settings(abl, variants[name], seed):
+            keep.append(i)
+        elif seed not in abl.seeds:
+            stale.append(f"{name} seed {seed}")
+    if stale:
+        raise ValueError(f"{path}: rows made with other (or unrecorded) settings than {abl.source} asks for now: "
+                         f"{', '.join(stale)}; re-run those seeds too (seeds=[...]) or write the report elsewhere "
+                         f"(report_dir=...)")
+    return old.loc[keep].reset_index(drop=True)
+
+
 def train_one(model: str, overrides: dict, family: str | None, folder: Path) -> dict:
     """One run through :func:`gcf.train.run`; its console output goes to ``folder/console.log``
     (``train.log`` has the full log), so the runner's progress bar stays readable."""
@@ -253,10 +302,15 @@ def run_ablation(abl: Ablation, progress: bool = True, train=train_one) -> pd.Da
     jobs = [(v, s) for s in abl.seeds for v in abl.variants]  # seed-major: a stopped grid still has paired seeds
     for v, s in jobs:  # a stale folder fails before anything trains
         _check_folder(run_dir(abl, v, s), _request(abl, v, s))
-    todo = [(v, s) for v, s in jobs if not (run_dir(abl, v, s) / "metrics.json").exists()]
+    reported = reported_results(abl)
+    elsewhere = set(zip(reported.variant, reported.seed.astype(int))) if not reported.empty else set()
+    todo = [(v, s) for v, s in jobs
+            if not (run_dir(abl, v, s) / "metrics.json").exists() and (v.name, s) not in elsewhere]
     say = tqdm.write if progress else print
+    from_report = sum((v.name, s) in elsewhere and not (run_dir(abl, v, s) / "metrics.json").exists() for v, s in jobs)
     say(f"{abl.name}: {len(jobs)} runs ({len(abl.variants)} variants x {len(abl.seeds)} seeds), "
-        f"{len(jobs) - len(todo)} finished, {len(todo)} to run; {abl.out_dir}")
+        f"{len(jobs) - len(todo)} finished{f' ({from_report} in {abl.report_dir}/results.csv)' if from_report else ''}, "
+        f"{len(todo)} to run; {abl.out_dir}")
     start = time.perf_counter()
     failed = []
     bar = tqdm(todo, total=len(todo), disable=not progress, dynamic_ncols=True, unit="run")
@@ -319,9 +373,20 @@ def collect_results(abl: Ablation) -> pd.DataFrame:
                         "epochs": m.get("epochs"), "sec_per_epoch": m.get("sec_per_epoch"),
                         "train_sec": m.get("train_sec"), f"valid {metric}": valid_score(m, metric)})
             row.update(m.get("test", {}))
+            row["settings"] = run_settings(abl, variant, seed)
             row["run_dir"] = str(folder)
             rows.append(row)
-    return pd.DataFrame(rows)
+    results = pd.DataFrame(rows)
+    reported = reported_results(abl)
+    if reported.empty:
+        return results
+    here = set(zip(results.variant, results.seed)) if not results.empty else set()
+    reported = reported[[(v, int(s)) not in here for v, s in zip(reported.variant, reported.seed)]]
+    order = {v.name: i for i, v in enumerate(abl.variants)}
+    results = pd.concat([results, reported], ignore_index=True)
+    results["seed"] = results.seed.astype(int)
+    return results.sort_values(["variant", "seed"], key=lambda c: c.map(order) if c.name == "variant" else c,
+                               kind="stable").reset_index(drop=True)
 
 
 def paired_difference(variant, baseline, confidence: float = 0.95) -> dict:
@@ -386,7 +451,8 @@ def markdown(abl: Ablation, results: pd.DataFrame, paired: pd.DataFrame, metrics
     if abl.description:
         lines += [abl.description, ""]
     base_keys = ", ".join(f"{k}={format_value(v)}" for k, v in abl.base.items() if k not in NEUTRAL_KEYS)
-    lines += [f"Source: `{abl.source}`{f' (base: {base_keys})' if base_keys else ''}; seeds {abl.seeds}. "
+    seeds = sorted({int(x) for x in results.seed}) if not results.empty else abl.seeds
+    lines += [f"Source: `{abl.source}`{f' (base: {base_keys})' if base_keys else ''}; seeds {seeds}. "
               f"Test metrics, {'sampled negatives as labelled' if sampled else 'full ranking'}, best validation "
               f"epoch (early stopping on validation); mean +- sample sd over the seeds (n).", ""]
     head = ["variant", *abl.varied, "n", *metrics, "epochs (median)", "s/epoch (median)"]
@@ -491,7 +557,7 @@ def write_summary(abl: Ablation, results: pd.DataFrame) -> dict:
     written = {}
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-        table = results if folder == abl.out_dir else results.drop(columns=["run_dir"])  # no local paths
+        table = results if folder == abl.out_dir else results.drop(columns=["run_dir"], errors="ignore")  # no local paths
         table.to_csv(folder / "results.csv", index=False)
         paired.to_csv(folder / "paired.csv", index=False)
         (folder / "table.md").write_text(text)
@@ -527,8 +593,8 @@ def main(argv=None) -> int:
     print((abl.out_dir / "table.md").read_text())
     print("files: " + ", ".join(str(abl.out_dir / n) for n in ("results.csv", "table.md", "paired.csv", "bars.png",
                                                                "line.png") if (abl.out_dir / n).exists()))
-    expected = len(abl.variants) * len(abl.seeds)
-    return 0 if len(results) == expected else 1
+    done = set(zip(results.variant, results.seed.astype(int)))
+    return 0 if all((v.name, s) in done for v in abl.variants for s in abl.seeds) else 1
 
 
 if __name__ == "__main__":

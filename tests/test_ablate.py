@@ -134,6 +134,59 @@ def test_resume_half_finished_grid(tmp_path, monkeypatch):
     assert calls == []
 
 
+def test_report_travels_to_a_fresh_machine(tmp_path):
+    """Run folders stay where they were trained; the report (report_dir) is what a clone has. A fresh
+    machine adding a seed trains only that seed and the report keeps the earlier ones; a row made
+    with other settings is trained again (its seed is asked for) or refused (it is not)."""
+    spec = {"base": {"model": "bpr", "dataset": "ml-latest-small"}, "grid": {"reg_weight": [0.0, 0.01]},
+            "seeds": [1, 2], "report": ["ndcg@20"]}
+    path = _write(tmp_path, spec)
+    calls = []
+
+    def fake(model, overrides, family, folder):  # metrics that depend on the variant and the seed
+        calls.append((overrides["reg_weight"], overrides["seed"]))
+        m = {"test": {"ndcg@20": 0.1 * overrides["seed"] + overrides["reg_weight"]}, "epochs": 3, "best_epoch": 2,
+             "sec_per_epoch": 0.5, "train_sec": 1.5, "valid": {"ndcg@20": 0.2}}
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "metrics.json").write_text(json.dumps(m))
+        return m
+
+    report = tmp_path / "report"
+    first = load_ablation(path, [f"out_dir={tmp_path / 'machine-a'}", f"report_dir={report}"])
+    run_ablation(first, progress=False, train=fake)
+    assert len(calls) == 4 and len(pd.read_csv(report / "results.csv")) == 4
+
+    # machine B: no run folders, the report only; seed 3 added
+    calls.clear()
+    second = load_ablation(path, [f"out_dir={tmp_path / 'machine-b'}", f"report_dir={report}", "seeds=[3]"])
+    results = run_ablation(second, progress=False, train=fake)
+    assert calls == [(0.0, 3), (0.01, 3)]
+    csv = pd.read_csv(report / "results.csv")
+    assert sorted(zip(csv.variant, csv.seed)) == sorted((v, s) for v in ("reg_weight=0.0", "reg_weight=0.01")
+                                                         for s in (1, 2, 3))
+    assert list(results.seed) == [1, 2, 3, 1, 2, 3]  # variant by variant, seeds in order
+    assert csv.set_index(["variant", "seed"]).loc[("reg_weight=0.01", 2), "ndcg@20"] == pytest.approx(0.21)
+    assert "seeds [1, 2, 3]" in (report / "table.md").read_text()
+    assert "| reg_weight=0.01 | ndcg@20 | 3 |" in (report / "table.md").read_text()
+
+    # machine C, the default seeds: nothing to train, the same report
+    calls.clear()
+    run_ablation(load_ablation(path, [f"out_dir={tmp_path / 'machine-c'}", f"report_dir={report}"]),
+                 progress=False, train=fake)
+    assert calls == [] and len(pd.read_csv(report / "results.csv")) == 6
+
+    # the settings changed: the seeds asked for train again; other seeds' old rows are refused
+    calls.clear()
+    changed = load_ablation(path, [f"out_dir={tmp_path / 'machine-d'}", f"report_dir={report}", "embedding_size=16",
+                                   "seeds=[1,2,3]"])
+    run_ablation(changed, progress=False, train=fake)
+    assert len(calls) == 6
+    assert all('"embedding_size": 16' in x for x in pd.read_csv(report / "results.csv").settings)
+    with pytest.raises(ValueError, match=r"results.csv: rows made with other .*reg_weight=0.0 seed 1"):
+        run_ablation(load_ablation(path, [f"out_dir={tmp_path / 'machine-e'}", f"report_dir={report}", "seeds=[4]"]),
+                     progress=False, train=fake)
+
+
 def test_summary_on_known_numbers(tmp_path):
     """The table's mean +- sd and the paired rows on hand-made results; named boolean variants
     get bars and no line plot."""
