@@ -25,9 +25,11 @@ ranking minus training items, Recall@20 and NDCG@20, cornac's own timer around `
 
     python benchmarks/bench_cornac.py --data-dir ../shared/data [--seeds 123,456,789] [--models ...]
 
-Prints a Markdown table (median over seeds, then each seed's value), writes
-``benchmarks/results/cornac_ml-100k.json`` (every per-seed number, epochs trained, wall time)
-and ``.png`` (NDCG@20 against train time).
+Each model is fitted in its own ``cornac.Experiment`` on the seed's split (progress on stderr);
+``benchmarks/results/cornac_ml-100k.json`` (every per-seed number, epochs trained, wall time) is
+written after every fit, and a re-run skips the (model, seed) pairs it holds (``--force``: all).
+Prints a Markdown table (median over seeds, then each seed's value) and writes the ``.png``
+(NDCG@20 against train time).
 """
 from __future__ import annotations
 
@@ -67,6 +69,9 @@ CORNAC = {
                                                use_gpu=False),
     "RecVAE": lambda s: cornac.models.RecVAE(name="RecVAE", seed=s, use_gpu=False),
 }
+PROTOCOL = ("ml-100k, RatioSplit(test_size=0.2, rating_threshold=4.0, exclude_unknowns=True, seed=s), "
+            "Recall@20/NDCG@20 full ranking; gcf wrappers at their defaults (holdout_valid=0.1 early "
+            "stopping); cornac's models with its examples' settings or class defaults")
 CORNAC_SKIPPED = {"LightGCN": "needs dgl (not installed)", "NGCF": "needs dgl (not installed)"}
 
 
@@ -127,12 +132,12 @@ def main() -> None:
                    help="comma list of cornac:NAME / gcf:NAME")
     p.add_argument("--out", default=str(HERE / "results" / "cornac_ml-100k.json"))
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    p.add_argument("--force", action="store_true", help="re-run every (model, seed), ignoring --out")
     p.add_argument("--plot-only", action="store_true", help="redraw the plot from --out's JSON")
     args = p.parse_args()
     if args.plot_only:
         results = json.loads(Path(args.out).read_text())["results"]
         return print(f"wrote {plot(results, Path(args.out).with_suffix('.png'))}")
-    t_start = time.time()
     import torch
     import torch._inductor.config  # noqa: F401  (the one-off import, see the module docstring)
 
@@ -142,17 +147,29 @@ def main() -> None:
     data = load_ml100k(Path(args.data_dir))
     seeds = [int(s) for s in args.seeds.split(",")]
     specs = [spec.split(":") for spec in args.models.split(",")]
-    results: dict[str, dict[str, list]] = {}
+    out = Path(args.out)
+    # resumable: a (model, seed) already in --out (written after every fit) is not re-run
+    done = json.loads(out.read_text()) if out.exists() and not args.force else {}
+    if done.get("protocol") != PROTOCOL:
+        done = {}
+    results: dict[str, dict[str, list]] = done.get("results", {})
+    wall = done.get("wall_sec", 0.0)
     for seed in seeds:
         split = RatioSplit(data, test_size=0.2, rating_threshold=4.0, exclude_unknowns=True, seed=seed,
                            verbose=False)
-        models = [(CORNAC if impl == "cornac" else OURS)[name](seed) for impl, name in specs]
-        exp = cornac.Experiment(split, models, [cornac.metrics.Recall(20), cornac.metrics.NDCG(20)], verbose=False,
-                                save_dir=None)
-        exp.run()
-        for model, r in zip(models, exp.result):
-            row = results.setdefault(r.model_name, {"recall@20": [], "ndcg@20": [], "train_sec": [], "test_sec": [],
-                                                    "epochs": [], "best_epoch": []})
+        for impl, name in specs:
+            model = (CORNAC if impl == "cornac" else OURS)[name](seed)
+            if seed in results.get(model.name, {}).get("seeds", []):
+                continue
+            t0 = time.time()
+            # one Experiment per model: the same split object, so every model sees the same data
+            exp = cornac.Experiment(split, [model], [cornac.metrics.Recall(20), cornac.metrics.NDCG(20)],
+                                    verbose=False, save_dir=None)
+            exp.run()
+            r = exp.result[0]
+            row = results.setdefault(r.model_name, {"seeds": [], "recall@20": [], "ndcg@20": [], "train_sec": [],
+                                                    "test_sec": [], "epochs": [], "best_epoch": []})
+            row["seeds"].append(seed)
             row["recall@20"].append(r.metric_avg_results["Recall@20"])
             row["ndcg@20"].append(r.metric_avg_results["NDCG@20"])
             row["train_sec"].append(r.metric_avg_results["Train (s)"])
@@ -161,21 +178,19 @@ def main() -> None:
             if tm is not None:
                 row["epochs"].append(int(tm["epochs"]))
                 row["best_epoch"].append(int(tm["best_epoch"]))
+            wall += time.time() - t0
             print(f"seed {seed} {r.model_name}: {r.metric_avg_results}"
                   + (f" epochs {tm['epochs']} (best {tm['best_epoch']})" if tm else ""), file=sys.stderr, flush=True)
-    wall = time.time() - t_start
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({
+                "protocol": PROTOCOL, "seeds": seeds, "cornac_version": cornac.__version__,
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch_threads": torch.get_num_threads(),
+                "wall_sec": wall, "skipped": CORNAC_SKIPPED, "results": results}, indent=2))
     print(f"\nml-100k, RatioSplit(test_size=0.2, rating_threshold=4.0, exclude_unknowns=True), seeds {args.seeds}; "
-          f"gcf models at their defaults (early stopping on a 10% held-out slice); {wall / 60:.1f} min in all\n")
+          f"gcf models at their defaults (early stopping on a 10% held-out slice); {wall / 60:.1f} min of fits in all\n")
     print(table(results, seeds))
     if CORNAC_SKIPPED:
         print("\nnot run: " + "; ".join(f"cornac {k} ({v})" for k, v in CORNAC_SKIPPED.items()))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({
-        "protocol": "ml-100k, RatioSplit(test_size=0.2, rating_threshold=4.0, exclude_unknowns=True, seed=s), "
-                    "Recall@20/NDCG@20 full ranking; gcf wrappers at their defaults (holdout_valid=0.1 early "
-                    "stopping); cornac's models with its examples' settings or class defaults",
-        "seeds": seeds, "cornac_version": cornac.__version__, "machine": f"{platform.machine()}, "
-        f"{os.cpu_count()} CPUs", "torch_threads": torch.get_num_threads(), "wall_sec": wall, "skipped": CORNAC_SKIPPED, "results": results}, indent=2))
     print(f"\nwrote {args.out} and {plot(results, Path(args.out).with_suffix('.png'))}")
 
 

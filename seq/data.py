@@ -129,10 +129,18 @@ class NextItemBatches(_Base):
 class PrefixBatches(_Base):
     """Every training position ``t >= 1`` of every user, shuffled: ``items [B, L]`` = the ``L``
     items before it (right-aligned), ``targets [B]`` = the item at ``t``, ``negatives [B, n]``,
-    ``times [B, L]`` and ``target_times [B]`` when the data has timestamps, ``users [B]``."""
+    ``times [B, L]`` and ``target_times [B]`` when the data has timestamps, ``users [B]``.
 
-    def __init__(self, data, batch_size: int, max_len: int, n_negatives: int = 0):
+    ``length_buckets=True`` sorts the rows by history length (``min(t, L)``, ties in random
+    order), cuts them into batches of ``batch_size`` rows (one target each, so every row weighs
+    as with a plain shuffle), shuffles the batches and cuts each to its longest row (the leading
+    all-padding columns dropped, :func:`cut_padding`). Only for models whose output does not
+    depend on the number of padding columns (no absolute positions counted from the left, padding
+    keys masked): on Beauty the mean history is ~5 items, so most of the ``L = 50`` columns go."""
+
+    def __init__(self, data, batch_size: int, max_len: int, n_negatives: int = 0, length_buckets: bool = False):
         super().__init__(data, batch_size, max_len, n_negatives)
+        self.length_buckets = bool(length_buckets)
         lengths = self.seqs.lengths
         self.row_user = np.repeat(np.arange(len(lengths)), np.maximum(lengths - 1, 0))
         # position (index into seqs.items) of each target: every item but a user's first
@@ -144,11 +152,19 @@ class PrefixBatches(_Base):
     def __len__(self) -> int:
         return _ceil(len(self.row_user), self.batch_size)
 
-    def epoch(self, rng: np.random.Generator):
+    def _row_chunks(self, rng: np.random.Generator) -> list[np.ndarray]:
         order = rng.permutation(len(self.row_user))
+        chunks = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        if not self.length_buckets:
+            return chunks
+        history = np.minimum(self.row_pos - self.seqs.indptr[self.row_user], self.max_len)
+        order = order[np.argsort(-history[order], kind="stable")]
+        chunks = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        return [chunks[i] for i in rng.permutation(len(chunks))]
+
+    def epoch(self, rng: np.random.Generator):
         seqs, L = self.seqs, self.max_len
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+        for rows in self._row_chunks(rng):
             users, pos = self.row_user[rows], self.row_pos[rows]
             first = seqs.indptr[users]
             j = np.arange(L)
@@ -156,10 +172,13 @@ class PrefixBatches(_Base):
             valid = src >= first[:, None]
             safe = np.where(valid, src, 0)
             items = np.where(valid, seqs.items[safe] + 1, 0)
+            times = np.where(valid, seqs.times[safe], 0) if seqs.times is not None else None
+            if self.length_buckets:
+                items, times = cut_padding(items, times)
             batch = {"users": torch.from_numpy(users), "items": torch.from_numpy(items),
                      "targets": torch.from_numpy(seqs.items[pos] + 1)}
-            if seqs.times is not None:
-                batch["times"] = torch.from_numpy(np.where(valid, seqs.times[safe], 0))
+            if times is not None:
+                batch["times"] = torch.from_numpy(times)
                 batch["target_times"] = torch.from_numpy(seqs.times[pos])
             if self.n_negatives:
                 batch["negatives"] = torch.from_numpy(self._negatives(users, rng, 1))

@@ -170,6 +170,23 @@ def test_diffurec_history_ignores_padding_keys_unless_official_mask(cycles):
         model.item_embedding.weight.copy_(other_pad)
 
 
+def test_diffurec_output_does_not_depend_on_padding_columns_so_length_buckets_are_exact(cycles):
+    model = build_model("diffurec", SMALL["diffurec"], cycles, 0).eval()
+    full = torch.tensor([[0, 0, 0, 0, 0, 0, 5, 6, 7, 8], [0, 0, 0, 0, 0, 0, 0, 0, 3, 4]])
+    cut = full[:, 6:]  # what PrefixBatches(length_buckets=True) feeds: the batch cut to its longest row
+    x_t, t = torch.randn(2, model.d), torch.tensor([3, 17])
+    lam = lambda x: torch.full((2, x.shape[1], model.d), 0.001)  # noqa: E731
+    out_full = model.approximator(model.history(full), model._mask(full), x_t, t, lam(full))
+    out_cut = model.approximator(model.history(cut), model._mask(cut), x_t, t, lam(cut))
+    torch.testing.assert_close(out_cut, out_full)
+    assert model.batches(TrainData.from_split(cycles), 8).length_buckets and model.trim_padding
+    official = build_model("diffurec", {**SMALL["diffurec"], "attend_padding": True, "length_buckets": False},
+                           cycles, 0)
+    assert not official.trim_padding and not official.batches(TrainData.from_split(cycles), 8).length_buckets
+    with pytest.raises(ValueError, match="attend_padding=true needs length_buckets=false"):
+        build_model("diffurec", {**SMALL["diffurec"], "attend_padding": True}, cycles, 0)
+
+
 @pytest.mark.parametrize("name,budget", [
     ("diffurec", ["epochs=5", "eval_step=5", "hidden_size=32", "n_layers=1", "n_heads=2", "batch_size=64", "max_len=10"]),
     ("dreamrec", ["epochs=20", "eval_step=20", "steps=50", "hidden_size=32", "batch_size=64"]),

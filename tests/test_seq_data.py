@@ -134,6 +134,34 @@ def test_cloze_length_buckets_cut_only_padding(data):
     assert rows == len(b.users) and len(widths) == len(b) and min(widths) < 40
 
 
+def test_prefix_length_buckets_keep_every_row_once_and_cut_only_padding(data):
+    plain, bucketed = PrefixBatches(data, 64, max_len=30), PrefixBatches(data, 64, max_len=30, length_buckets=True)
+    full = {}  # (user, target position) -> full-width items of the plain builder
+    for b in plain.epoch(np.random.default_rng(0)):
+        for u, t, i in zip(b["users"].numpy(), b["targets"].numpy(), b["items"].numpy()):
+            full.setdefault((int(u), int(t)), []).append(i)
+    seen, widths, spans, sizes = {}, [], [], []
+    for b in bucketed.epoch(np.random.default_rng(3)):
+        items = b["items"].numpy()
+        L = items.shape[1]
+        assert (items[:, 0] > 0).any() and b["times"].shape == items.shape  # cut to its longest row
+        widths.append(L)
+        sizes.append(len(items))
+        n = (items > 0).sum(1)
+        spans.append(n.max() - n.min())
+        for u, t, i in zip(b["users"].numpy(), b["targets"].numpy(), items):
+            seen.setdefault((int(u), int(t)), []).append(i)
+    assert sorted(seen) == sorted(full) and len(widths) == len(bucketed)
+    for key, rows in seen.items():  # the same histories (a user may reach an item twice), padding cut only
+        want = sorted(r.tolist() for r in full[key])
+        got = sorted(([0] * (30 - len(r)) + r.tolist()) for r in rows)
+        assert got == want, key
+    # one target per row: batches of batch_size rows (the last may be short), as a plain shuffle
+    assert sorted(sizes)[1:] == [64] * (len(sizes) - 1)
+    assert min(widths) < 10 and max(spans) <= 30 and np.median(spans) <= 1
+    assert widths != sorted(widths, reverse=True)  # shuffled, not longest first
+
+
 def test_prefix_batches_truncate_to_the_last_items():
     b = next(PrefixBatches(hand_data(), 100, max_len=2).epoch(np.random.default_rng(0)))
     rows = {(int(u), int(t)): i.tolist() for u, t, i in zip(b["users"], b["targets"], b["items"])}
