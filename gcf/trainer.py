@@ -199,13 +199,37 @@ class Trainer:
             torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
     def _fit_closed_form(self) -> dict:
+        """One fit, or (with a validation split) one per candidate of ``model.fit_path``, the best
+        on ``valid_metric`` kept (refitted at its setting when it was not the last)."""
+        if not self.has_valid:
+            start = time.perf_counter()
+            self.model.fit(self.data)
+            fit_sec = time.perf_counter() - start
+            self._save_best(0, {})
+            self.history.append({"epoch": 1, "sec": fit_sec, "valid": {}})
+            return self._finish({}, [fit_sec], epochs=1, best_epoch=1)
+        metric = valid_metric_name(self.cfg)
+        secs, best, last = [], None, None
         start = time.perf_counter()
-        self.model.fit(self.data)
-        fit_sec = time.perf_counter() - start
-        valid = self.evaluate("valid") if self.has_valid else {}
+        for setting in self.model.fit_path(self.data):
+            secs.append(time.perf_counter() - start)
+            valid = self.evaluate("valid")
+            score = monitor_score(valid, metric)
+            self.history.append({"epoch": 1, "sec": secs[-1], "setting": setting, "valid": valid})
+            if setting:
+                log.info("%s: valid %s %.4f", ", ".join(f"{k}={v}" for k, v in setting.items()), metric, score)
+            if best is None or score > best[0]:
+                best = (score, setting, valid)
+            last = setting
+            start = time.perf_counter()
+        _, setting, valid = best
+        if setting is not last:
+            start = time.perf_counter()
+            self.model.fit(self.data, **setting)
+            secs.append(time.perf_counter() - start)
         self._save_best(0, valid)
-        self.history.append({"epoch": 1, "sec": fit_sec, "valid": valid})
-        return self._finish(valid, [fit_sec], epochs=1, best_epoch=1)
+        out = self._finish(valid, secs, epochs=1, best_epoch=1)
+        return {**out, "selected": setting} if setting else out
 
     def _fit_loop(self) -> dict:
         c = self.cfg

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 cornac = pytest.importorskip("cornac")
 from cornac.eval_methods import RatioSplit  # noqa: E402
@@ -111,8 +112,14 @@ def test_without_val_set_early_stops_on_a_held_out_slice(ratio_split):
     assert r.trainer_metrics["best_epoch"] == tm["best_epoch"]  # the same held-out run first
     assert r.trainer_metrics["refit"]["epochs"] == tm["best_epoch"] and r.trainer_metrics["refit"]["valid"] == {}
     assert r.model._train_matrix.nnz == len(train.uir_tuple[0])
-    # closed-form models have nothing to stop and fit on everything
-    assert gc.EASE().fit(train).model._train_matrix.nnz == len(train.uir_tuple[0])
+    # closed-form models have nothing to stop and end fitted on everything; EASE first picks its
+    # lambda on the held-out slice (reg_grid), then fits on all the data at it
+    e = gc.EASE(reg_grid=[1.0, 1e6]).fit(train)
+    assert e.model._train_matrix.nnz == len(train.uir_tuple[0])
+    assert e.trainer_metrics["selected"]["reg_weight"] in (1.0, 1e6) and e.trainer_metrics["valid"]
+    ref = gc.EASE(reg_weight=e.trainer_metrics["selected"]["reg_weight"]).fit(train)  # a number: no search
+    assert torch.equal(e.model.weights, ref.model.weights) and ref.trainer_metrics["valid"] == {}
+    assert gc.Pop().fit(train).model._train_matrix.nnz == len(train.uir_tuple[0])
 
 
 def test_grid_search_picks_the_better_learning_rate(ratio_split):

@@ -171,6 +171,28 @@ def test_early_stopping_stops_and_tests_the_best_checkpoint(tmp_path, monkeypatc
         "model"][k]) for k, v in last["model"].items())
 
 
+def test_closed_form_keeps_the_candidate_best_on_validation(tmp_path):
+    """EASE's reg_grid: every lambda is fitted and validated, the best on valid_metric is the model
+    (refitted at it when it was not the last candidate), and it is what the test ranks."""
+    lams = (5.0, 50000.0)
+    alone = {lam: run("ease", [f"reg_weight={lam}", f"out_dir={tmp_path / str(lam)}", *FAST],
+                      quiet=True) for lam in lams}
+    assert alone[lams[0]]["valid"]["ndcg@20"] != alone[lams[1]]["valid"]["ndcg@20"]
+    best = max(lams, key=lambda lam: alone[lam]["valid"]["ndcg@20"])
+    for order in (lams, lams[::-1]):  # the best candidate first (a refit) and last
+        grid = "[" + ",".join(map(str, order)) + "]"
+        m = run("ease", [f"reg_grid={grid}", f"out_dir={tmp_path / grid}", *FAST], quiet=True)
+        assert m["selected"] == {"reg_weight": best}
+        assert m["valid"] == pytest.approx(alone[best]["valid"]) and m["test"] == pytest.approx(alone[best]["test"])
+    # a reg_weight given fixes lambda (no search, as the runs above); without a validation split
+    # the grid's first value is the model
+    assert all("selected" not in m for m in alone.values())
+    novalid = ["split_ratios=[0.8,0.0,0.2]", *FAST]
+    m = run("ease", ["reg_grid=[50000.0,5.0]", f"out_dir={tmp_path / 'nv'}", *novalid], quiet=True)
+    ref = run("ease", ["reg_weight=50000.0", f"out_dir={tmp_path / 'nv-ref'}", *novalid], quiet=True)
+    assert "selected" not in m and not m["valid"] and m["test"] == pytest.approx(ref["test"])
+
+
 def test_monitor_terms_and_scores():
     """``valid_metric`` is maximised: a lone lower-is-better metric is negated, signed sums
     (FuxiCTR's ``auc-logloss``) add up, a sampled run labels every term, bad specs are errors."""

@@ -12,7 +12,12 @@ are exactly the keys of ``configs/model/<name>.yaml``. Models register in
   ``None`` for closed-form models that implement ``fit`` instead of ``loss``.
   ``batches(data, batch_size)`` builds it; a model overrides it to pass its own options.
 - ``loss(batch) -> scalar tensor``: one training step's objective.
-- ``fit(data)``: closed-form fit (Pop, EASE).
+- ``fit(data)``: closed-form fit (Pop, EASE). ``fit_path(data)`` fits once per candidate
+  setting and yields it (a dict of keys, e.g. ``{"reg_weight": 500.0}``): with a validation
+  split the trainer keeps the best candidate (and refits at it with ``fit(data, **setting)``
+  when it was not the last); by default it is ``fit(data)`` alone. ``uses_validation(kwargs)``
+  says whether a model built from these keys trains on a validation split (early stopping, or
+  more than one candidate fit): the cornac wrappers hold out a slice only then.
 - ``score(users, history) -> [B, n_items]``: higher is better; a fresh tensor (never a view of
   a parameter or buffer), since the evaluator masks seen items in place. ``history``
   (:class:`gcf.data.sequences.Sequences`) is what the model may know when ranking: the
@@ -66,6 +71,16 @@ class Recommender(nn.Module):
 
     def fit(self, data: TrainData) -> None:
         raise NotImplementedError(f"{type(self).__name__} is trained by loss(), not fit()")
+
+    def fit_path(self, data: TrainData):
+        """Closed-form models: fit once per candidate setting, yielding each (module docstring)."""
+        self.fit(data)
+        yield {}
+
+    @classmethod
+    def uses_validation(cls, kwargs: dict) -> bool:
+        """Whether training with these model keys reads a validation split (module docstring)."""
+        return cls.batch_kind is not None
 
     def batches(self, data: TrainData, batch_size: int):
         """The batch builder of one training run (``len()`` batches per epoch, ``epoch(rng)``)."""

@@ -10,8 +10,17 @@ Scores are ``x_u B``. The Gram matrix and its inverse are computed in float64 (R
 float32; the paper's Algorithm 1 is precision-agnostic) and ``B`` is kept in float32. Memory
 is O(I^2): fine to ~40k items.
 
+lambda is chosen on validation by default: with a validation split each value of
+``reg_grid`` is fitted (one Cholesky inverse each, the Gram matrix shared) and the trainer
+keeps the best on ``valid_metric``, as the paper tunes lambda per dataset (200-1000). On
+ml-100k (RecBole's protocol, split seeds 1-5) validation picks 250 or 500; in cornac's ml-100k
+harness (every rating a training interaction, a held-out 10%) it picks 500-2000, where a fixed
+250 lost to cornac's own EASE (``benchmarks/README.md``).
+
 Args:
-    reg_weight: lambda (default: 250.0, RecBole's; the paper uses 200-1000 per dataset).
+    reg_weight: lambda; ``null`` (default): chosen on validation among ``reg_grid`` (without a
+        validation split: ``reg_grid``'s first value). A number fixes it (RecBole's default is 250).
+    reg_grid: the lambdas tried on validation (default: 250, 500, 1000, 2000, 4000).
 """
 from __future__ import annotations
 
@@ -23,20 +32,50 @@ from .base import Recommender, TrainData
 class EASE(Recommender):
     batch_kind = None
 
-    def __init__(self, data: TrainData, reg_weight: float = 250.0):
+    def __init__(self, data: TrainData, reg_weight: float | None = None,
+                 reg_grid: list | tuple = (250.0, 500.0, 1000.0, 2000.0, 4000.0)):
         super().__init__(data)
-        self.reg_weight = reg_weight
+        values = list(reg_grid) + ([] if reg_weight is None else [reg_weight])
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0]
+        if bad or not values:
+            raise ValueError(f"reg_weight (a number, or null to pick among reg_grid) and reg_grid must hold positive "
+                             f"numbers, got reg_weight={reg_weight!r}, reg_grid={list(reg_grid)!r}")
+        self.reg_grid = [float(v) for v in dict.fromkeys(reg_grid)]
+        self.reg_weight = float(reg_weight) if reg_weight is not None else self.reg_grid[0]
+        self.search = reg_weight is None and len(self.reg_grid) > 1
         self.register_buffer("weights", torch.zeros(data.n_items, data.n_items))
 
-    @torch.no_grad()
-    def fit(self, data: TrainData) -> None:
+    @classmethod
+    def uses_validation(cls, kwargs: dict) -> bool:
+        return kwargs.get("reg_weight") is None and len(set(kwargs.get("reg_grid", ()))) > 1
+
+    def _gram(self, data: TrainData) -> torch.Tensor:
         x = data.train.astype("float64")
-        gram = torch.from_numpy((x.T @ x).toarray()).to(self.weights.device)  # [I, I], inverted on the model's device
-        gram.diagonal().add_(self.reg_weight)
-        p = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # G + lambda I is SPD: ~2x faster than inv
+        return torch.from_numpy((x.T @ x).toarray()).to(self.weights.device)  # [I, I], inverted on the model's device
+
+    @torch.no_grad()
+    def _solve(self, gram: torch.Tensor, reg_weight: float) -> None:
+        gram.diagonal().add_(reg_weight)  # in place, undone below (exact for integer lambdas)
+        try:
+            p = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # G + lambda I is SPD: ~2x faster than inv
+        finally:
+            gram.diagonal().sub_(reg_weight)
         b = p / (-p.diagonal()).unsqueeze(0)  # column j divided by -P_jj
         b.fill_diagonal_(0.0)
         self.weights.copy_(b.to(self.weights.dtype))
+
+    @torch.no_grad()
+    def fit(self, data: TrainData, reg_weight: float | None = None) -> None:
+        self._solve(self._gram(data), self.reg_weight if reg_weight is None else float(reg_weight))
+
+    def fit_path(self, data: TrainData):
+        if not self.search:
+            yield from super().fit_path(data)
+            return
+        gram = self._gram(data)
+        for lam in self.reg_grid:
+            self._solve(gram, lam)
+            yield {"reg_weight": lam}
 
     @torch.no_grad()
     def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
