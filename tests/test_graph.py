@@ -186,6 +186,22 @@ def test_lightgcn_matches_pyg_on_real_data(ml_small_split):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
+def test_csr_indices_are_int32_and_products_equal_int64(R):
+    """The CPU sparse product takes int32 indices (int64 ones are converted on every call): the
+    graph's matrix, a dropped-out one and an unpickled one hold int32, with the same products."""
+    import pickle
+
+    g = Graph(R)
+    assert g.adj.crow_indices().dtype == g.adj.col_indices().dtype == torch.int32
+    assert g.dropout(0.2).crow_indices().dtype == torch.int32
+    assert pickle.loads(pickle.dumps(g)).adj.col_indices().dtype == torch.int32
+    wide = torch.sparse_csr_tensor(g.adj.crow_indices().long(), g.adj.col_indices().long(), g.adj.values(),
+                                   size=g.adj.shape)
+    x = torch.randn(U + I, 4)
+    torch.testing.assert_close(g.propagate(x), torch.sparse.mm(wide, x))
+    assert gcf.graph.csr_int32(wide).col_indices().dtype == torch.int32
+
+
 def test_dropout_keeps_fraction_and_rescales(ml_small_split):
     train = ml_small_split.csr("train")
     g = Graph(train)
