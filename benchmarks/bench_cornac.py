@@ -8,8 +8,9 @@ ranking minus training items, Recall@20 and NDCG@20, cornac's own timer around `
 - ours (``gcf-*``): ``Model(seed=s)`` and nothing else, as a new user would write it. The
   Experiment gives no ``val_set``, so each wrapper holds out 10% of every user's training
   interactions (``holdout_valid=0.1``) and early-stops on it (the CLI's ``epochs`` upper bound,
-  ``eval_step``, ``stopping_step``); the "epochs" column is how many it trained (best one in
-  brackets). ``-r4`` rows add ``rating_threshold=4.0`` (train on ratings >= 4 only, the
+  ``eval_step``, ``stopping_step``), then trains again on all the training data for the best
+  number of epochs (``refit=True``); EASE picks its lambda on the slice. The "epochs" column is
+  how many the held-out run trained (best one in brackets). ``-r4`` rows add ``rating_threshold=4.0`` (train on ratings >= 4 only, the
   Mult-VAE paper's binarisation) to VAECF, BiVAE and EASE.
 - cornac's: its examples' hyper-parameters where an example exists (VAECF, BiVAECF, BPR), its
   class defaults otherwise (MostPop, EASE, RecVAE). cornac's LightGCN and NGCF need DGL, which

@@ -100,15 +100,15 @@ def test_without_val_set_early_stops_on_a_held_out_slice(ratio_split):
     train = ratio_split.train_set
     # no val_set: 10% of each user's training interactions are held out and early stopping
     # ends the run long before the upper bound of epochs (a high learning rate overfits fast)
-    m = gc.BPR(**{**FAST_BPR, "learning_rate": 0.05}, epochs=200, stopping_step=2).fit(train)
+    m = gc.BPR(**{**FAST_BPR, "learning_rate": 0.05}, epochs=200, stopping_step=2, refit=False).fit(train)
     tm = m.trainer_metrics
     assert tm["valid"] and tm["epochs"] < 50 and tm["best_epoch"] == tm["epochs"] - 2
     # holdout_valid=0: exactly `epochs` epochs on every training interaction, no validation
     m0 = gc.BPR(**FAST_BPR, epochs=3, holdout_valid=0).fit(train)
     assert m0.trainer_metrics["epochs"] == 3 and m0.trainer_metrics["valid"] == {}
     assert m0.model._train_matrix.nnz == len(train.uir_tuple[0]) > m.model._train_matrix.nnz
-    # refit=True: then again from scratch on every interaction for the best number of epochs
-    r = gc.BPR(**{**FAST_BPR, "learning_rate": 0.05}, epochs=200, stopping_step=2, refit=True).fit(train)
+    # refit=True (the default): then again from scratch on every interaction for the best number of epochs
+    r = gc.BPR(**{**FAST_BPR, "learning_rate": 0.05}, epochs=200, stopping_step=2).fit(train)
     assert r.trainer_metrics["best_epoch"] == tm["best_epoch"]  # the same held-out run first
     assert r.trainer_metrics["refit"]["epochs"] == tm["best_epoch"] and r.trainer_metrics["refit"]["valid"] == {}
     assert r.model._train_matrix.nnz == len(train.uir_tuple[0])
