@@ -13,7 +13,9 @@
   ML-1M with all 3,706 items (``item_k=0``, DiffuRec's dataset.pkl as is).
 
 Epoch budgets are arguments (``--epochs``); each row records epochs run, s/epoch, training
-time and the inference time for all test users. Writes ``benchmarks/results/diffusion_seq_<dataset>.json``
+time and the inference time for all test users. Each fit checkpoints in ``--runs`` and resumes
+from there when the benchmark was interrupted; the JSON is written after every model and a
+re-run skips the models it holds (``--force``: all). Epoch lines go to stderr. Writes ``benchmarks/results/diffusion_seq_<dataset>.json``
 (and ``diffusion_seq_zhihu.png``, the guidance sweep) and prints Markdown tables.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_diffusion_seq.py zhihu --epochs 40
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -96,8 +99,10 @@ def over_seeds(model, split, seeds, mask_seen: bool, w: float | None = None) -> 
     return out
 
 
-def fit(model, split, overrides):
-    m = fit_rows(model, split, ["progress=false", *overrides])
+def fit(model, split, overrides, out_dir: Path | None = None):
+    """Train (checkpointed in ``out_dir`` and resumed from it when a run was interrupted)."""
+    extra = ["progress=false"] + (["resume=true"] if out_dir is not None else [])
+    m = fit_rows(model, split, [*extra, *overrides], out_dir=out_dir)
     net = m.pop("_model")
     m.pop("_trainer")
     return net, {"epochs": m["epochs"], "best_epoch": m["best_epoch"], "sec_per_epoch": m["sec_per_epoch"],
@@ -108,17 +113,17 @@ def fmt(v) -> str:
     return f"{v['mean']:.4f} ± {v['std']:.4f}" if isinstance(v, dict) else f"{v:.4f}"
 
 
-def run_zhihu(args) -> dict:
+def run_zhihu(args, res: dict) -> dict:
     split = load_row_split(Path(args.data_dir) / "zhihu-dreamrec")
-    res = {"split": split.summary(), "protocol": "full ranking over 4,838 items, test rows of DreamRec's Zhihu",
-           "models": {}}
+    res.update({"split": split.summary(), "protocol": "full ranking over 4,838 items, test rows of DreamRec's Zhihu"})
+    res.setdefault("models", {})
     ep = f"epochs={args.epochs}"
     plans = [("pop", []), ("sasrec", [ep, "max_len=10", "loss=ce"]), ("gru4rec", [ep, "max_len=10"]),
              ("dreamrec", [ep, "eval_step=5", "stopping_step=4"])]
     for name, ov in plans:
-        if args.models and name not in args.models.split(","):
+        if (args.models and name not in args.models.split(",")) or (name in res["models"] and not args.force):
             continue
-        net, info = fit(name, split, ov)
+        net, info = fit(name, split, ov, run_dir(args, name))
         stochastic = hasattr(net, "sample_seed")
         for mask in (False, True):
             key = "unmasked" if not mask else "masked"
@@ -131,25 +136,42 @@ def run_zhihu(args) -> dict:
                 m, sec = test_metrics(net, split, mask)
                 info[key] = {**m, "infer_sec": sec}
         res["models"][name] = info
+        save(args, res)
         print(f"{name}: {info['epochs']} epochs, {info['sec_per_epoch']:.1f} s/epoch", flush=True)
     return res
 
 
-def run_loo(args) -> dict:
+def run_dir(args, name: str) -> Path:
+    return Path(args.runs) / f"{args.dataset}-{name}"
+
+
+def result_path(args) -> Path:
+    return Path(args.out) / f"diffusion_seq_{args.dataset}.json"
+
+
+def save(args, res: dict) -> None:
+    """Written after every model, so an interrupted benchmark keeps what it finished."""
+    path = result_path(args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    res["torch_threads"] = torch.get_num_threads()
+    path.write_text(json.dumps(res, indent=2, default=float))
+
+
+def run_loo(args, res: dict) -> dict:
     over = ["split=loo", f"data_dir={args.data_dir}", f"dataset={args.dataset}"]
     if args.dataset == "ml-1m":
         over.append("item_k=0")  # DiffuRec keeps all 3,706 items
     cfg, _ = resolve_config("sasrec", over, family="seq")
     split = load_split(cfg)
-    res = {"split": split.summary(), "protocol": "leave-one-out, full ranking", "paper": PAPER[args.dataset],
-           "models": {}}
+    res.update({"split": split.summary(), "protocol": "leave-one-out, full ranking", "paper": PAPER[args.dataset]})
+    res.setdefault("models", {})
     ep = f"epochs={args.epochs}"
     plans = [("sasrec", [f"epochs={args.sasrec_epochs or args.epochs}", "loss=ce", "eval_step=1", "length_buckets=true"]),
              ("diffurec", [ep, f"eval_step={args.eval_step or args.epochs}"])]
     for name, ov in plans:
-        if args.models and name not in args.models.split(","):
+        if (args.models and name not in args.models.split(",")) or (name in res["models"] and not args.force):
             continue
-        net, info = fit(name, split, ov)
+        net, info = fit(name, split, ov, run_dir(args, name))
         if hasattr(net, "sample_seed"):
             share_reverse_process(net)
         for mask in (False, True):
@@ -160,6 +182,7 @@ def run_loo(args) -> dict:
                 m, sec = test_metrics(net, split, mask)
                 info[key] = {**m, "infer_sec": sec}
         res["models"][name] = info
+        save(args, res)
         print(f"{name}: {info['epochs']} epochs, {info['sec_per_epoch']:.1f} s/epoch", flush=True)
     return res
 
@@ -221,16 +244,17 @@ def main() -> None:
     p.add_argument("--eval-step", type=int, default=0,
                    help="beauty / ml-1m: DiffuRec validates every this many epochs (0: once, at --epochs)")
     p.add_argument("--out", default=str(HERE / "results"))
+    p.add_argument("--runs", default="runs/bench-diffusion", help="checkpoints: an interrupted fit resumes from here")
+    p.add_argument("--force", action="store_true", help="re-run the models already in the results JSON")
     args = p.parse_args()
     torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "1")))
-    res = run_zhihu(args) if args.dataset == "zhihu" else run_loo(args)
-    res["torch_threads"] = torch.get_num_threads()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / f"diffusion_seq_{args.dataset}.json", "w") as f:
-        json.dump(res, f, indent=2, default=float)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)  # epoch lines
+    path = result_path(args)
+    res = json.loads(path.read_text()) if path.exists() and not args.force else {}
+    res = run_zhihu(args, res) if args.dataset == "zhihu" else run_loo(args, res)
+    save(args, res)
     if args.dataset == "zhihu" and "dreamrec" in res["models"]:
-        plot_sweep(res, out / "diffusion_seq_zhihu.png")
+        plot_sweep(res, Path(args.out) / "diffusion_seq_zhihu.png")
     print(tables(res, args.dataset == "zhihu"))
 
 
