@@ -140,6 +140,21 @@ def test_lambda_zero_is_sasrec_and_the_batch_is_left_alone(loo):
     assert torch.isfinite(with_cl) and with_cl.item() > sas.loss(b).item()  # NT-Xent > 0
 
 
+def test_length_buckets_reach_the_batches_and_views_fit_cut_batches(loo):
+    data = TrainData.from_split(loo)
+    cl = build_model("cl4srec", {"max_len": 50, "hidden_size": 16, "length_buckets": True}, loo, seed=0)
+    builder = cl.batches(data, 32)
+    assert builder.length_buckets
+    widths = []
+    for b in builder.epoch(np.random.default_rng(0)):
+        widths.append(b["items"].shape[1])
+        if b["items"].shape[1] < 50:  # a cut batch: both views keep its width, the loss is finite
+            a, v = cl.views(b["items"])
+            assert a.shape == v.shape == b["items"].shape and torch.isfinite(cl.loss(b))
+            break
+    assert min(widths) < 50
+
+
 def test_mask_token_has_its_own_input_vector_and_is_never_scored(loo):
     model = build_model("cl4srec", {"max_len": 20, "hidden_size": 16}, loo, seed=0).eval()
     items = torch.tensor([[0] * 17 + [3, model.mask_token, 5]])

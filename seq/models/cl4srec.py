@@ -58,6 +58,9 @@ class CL4SRec(SASRec):
         distinct_augmentations: the two views of a sequence use different operations (true).
         cl_weight: ``lambda``, the contrastive loss's weight (0.1).
         temperature: ``tau`` (1.0). similarity: ``dot`` | ``cos``.
+        length_buckets: SASRec's batches of users of similar length, cut to their longest row
+            (false). The in-batch negatives of NT-Xent are then users of a similar length, and a
+            batch of short users holds more rows (more negatives) than one of long users.
 
     Shapes: ``items [B, L]`` seq ids (0 = padding, right-aligned; ``n_items + 1`` = [mask] in the
     views only) -> hidden ``[B, L, d]``.
@@ -69,9 +72,10 @@ class CL4SRec(SASRec):
                  l2_emb: float = 0.0, adam_beta2: float = 0.98, crop_eta: float = 0.6, mask_gamma: float = 0.3,
                  reorder_beta: float = 0.6, augmentations: list | tuple = AUGMENTATIONS,
                  distinct_augmentations: bool = True, cl_weight: float = 0.1, temperature: float = 1.0,
-                 similarity: str = "dot"):
+                 similarity: str = "dot", length_buckets: bool = False):
         super().__init__(data, max_len, hidden_size, n_layers, n_heads, inner_size, hidden_dropout_prob,
-                         attn_dropout_prob, norm, loss, n_negatives, negative_sampling, l2_emb, adam_beta2)
+                         attn_dropout_prob, norm, loss, n_negatives, negative_sampling, l2_emb, adam_beta2,
+                         length_buckets=length_buckets)
         for key, rate in (("crop_eta", crop_eta), ("mask_gamma", mask_gamma), ("reorder_beta", reorder_beta)):
             if not 0 <= rate <= 1:
                 raise ValueError(f"{key} must be in [0, 1], got {rate}")
