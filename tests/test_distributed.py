@@ -27,6 +27,12 @@ def _torchrun(args: list[str], tmp_path: Path, n: int = 2) -> subprocess.Complet
     cmd = [TORCHRUN, f"--nproc_per_node={n}", "--master_port=0", "--rdzv_backend=c10d",
            "--rdzv_endpoint=localhost:0", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1], timeout=300)
+    torn_down = "terminate called without an active exception" in proc.stderr and "files:" in proc.stdout
+    if proc.returncode != 0 and torn_down:
+        # a rank aborted in gloo's teardown after the run had finished and written its files (seen once
+        # in 7 runs under pytest-xdist load, torch 2.13): run the same command again, once. A repeated
+        # run is the same run (seeded; a resume from a finished last.pt only re-tests it).
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1], timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
