@@ -30,9 +30,9 @@ model of the best validated epoch, trained on the other 90%.
 ``holdout_valid=0`` turns the held-out slice off and trains exactly ``epochs`` epochs on all
 the data. Closed-form models have nothing to stop and always end fitted on all of it: Pop
 fits once; EASE picks its lambda on the held-out slice (``reg_grid``) and then fits on all the
-data at it (on ml-100k in cornac's harness lambda = 250, RecBole's default and the best on the
-CLI's ml-100k split, gave Recall@20 / NDCG@20 0.2744 / 0.1905 against cornac's EASE's 0.3125 /
-0.2584; the picked 1000-2000 give ``benchmarks/README.md``'s row).
+data at it (on ml-100k in cornac's harness, seed 123, a fixed lambda = 250, RecBole's default and
+the best on the CLI's ml-100k split, gave Recall@20 / NDCG@20 0.2744 / 0.1905; the picked 500 gives
+0.2997 / 0.2285, still below cornac's EASE, 0.3125 / 0.2584: ``benchmarks/README.md``).
 
 cornac's ``train_set`` holds every rating; like the CLI, ``rating_threshold=4.0`` trains on the
 ratings >= 4 only (how Mult-VAE binarises MovieLens; the held-out slice is drawn from those).
