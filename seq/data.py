@@ -154,13 +154,11 @@ class PrefixBatches(_Base):
 
     def _row_chunks(self, rng: np.random.Generator) -> list[np.ndarray]:
         order = rng.permutation(len(self.row_user))
+        if self.length_buckets:  # longest histories first, ties in the random order
+            history = np.minimum(self.row_pos - self.seqs.indptr[self.row_user], self.max_len)
+            order = order[np.argsort(-history[order], kind="stable")]
         chunks = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
-        if not self.length_buckets:
-            return chunks
-        history = np.minimum(self.row_pos - self.seqs.indptr[self.row_user], self.max_len)
-        order = order[np.argsort(-history[order], kind="stable")]
-        chunks = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
-        return [chunks[i] for i in rng.permutation(len(chunks))]
+        return [chunks[i] for i in rng.permutation(len(chunks))] if self.length_buckets else chunks
 
     def epoch(self, rng: np.random.Generator):
         seqs, L = self.seqs, self.max_len

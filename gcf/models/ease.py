@@ -30,11 +30,13 @@ import torch
 from .base import Recommender, TrainData
 
 
+REG_GRID = (250.0, 500.0, 1000.0, 2000.0, 4000.0)
+
+
 class EASE(Recommender):
     batch_kind = None
 
-    def __init__(self, data: TrainData, reg_weight: float | None = None,
-                 reg_grid: list | tuple = (250.0, 500.0, 1000.0, 2000.0, 4000.0)):
+    def __init__(self, data: TrainData, reg_weight: float | None = None, reg_grid: list | tuple = REG_GRID):
         super().__init__(data)
         values = list(reg_grid) + ([] if reg_weight is None else [reg_weight])
         bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0]
@@ -43,12 +45,12 @@ class EASE(Recommender):
                              f"numbers, got reg_weight={reg_weight!r}, reg_grid={list(reg_grid)!r}")
         self.reg_grid = [float(v) for v in dict.fromkeys(reg_grid)]
         self.reg_weight = float(reg_weight) if reg_weight is not None else self.reg_grid[0]
-        self.search = reg_weight is None and len(self.reg_grid) > 1
+        self.search = self.uses_validation({"reg_weight": reg_weight, "reg_grid": reg_grid})
         self.register_buffer("weights", torch.zeros(data.n_items, data.n_items))
 
     @classmethod
     def uses_validation(cls, kwargs: dict) -> bool:
-        return kwargs.get("reg_weight") is None and len(set(kwargs.get("reg_grid", ()))) > 1
+        return kwargs.get("reg_weight") is None and len(set(kwargs.get("reg_grid", REG_GRID))) > 1
 
     def _gram(self, data: TrainData) -> torch.Tensor:
         x = data.train.astype("float64")
