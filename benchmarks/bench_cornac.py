@@ -57,6 +57,11 @@ OURS = {cls.__name__: (lambda cls: lambda s: cls(seed=s))(cls) for cls in gc.WRA
 OURS["VAECF-r4"] = lambda s: gc.VAECF(name="gcf-VAECF-r4", rating_threshold=4.0, seed=s)
 OURS["BiVAE-r4"] = lambda s: gc.BiVAE(name="gcf-BiVAE-r4", rating_threshold=4.0, seed=s)
 OURS["EASE-r4"] = lambda s: gc.EASE(name="gcf-EASE-r4", rating_threshold=4.0, seed=s)
+# EASE with cornac's EASE's input and sign choices (rating-valued X, negative weights clipped):
+# at cornac's lambda (500) it is cornac's model; "-rw" picks lambda on the held-out slice as gcf-EASE does
+OURS["EASE-rw500"] = lambda s: gc.EASE(name="gcf-EASE-rw500", weighting="rating", positive_only=True,
+                                       reg_weight=500.0, seed=s)
+OURS["EASE-rw"] = lambda s: gc.EASE(name="gcf-EASE-rw", weighting="rating", positive_only=True, seed=s)
 
 CORNAC = {
     "MostPop": lambda s: cornac.models.MostPop(),

@@ -10,7 +10,8 @@ RSS. With ``--recbole-python`` (the python of a venv with RecBole 1.2.1, see
     python benchmarks/bench_speed.py --data-dir ../shared/data \
         --recbole-python /path/to/venv-recbole/bin/python
 
-Writes ``benchmarks/results/speed.json`` and prints a Markdown table.
+Merges its rows into ``benchmarks/results/speed.json`` (a row of the same model, dataset and
+implementation is replaced, the others are kept) and prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -142,10 +143,18 @@ def main() -> None:
                 per_inter = f"{x * r['train_interactions'] / peer['train_interactions']:.1f}x"
         print(f"| {r['dataset']} | {r['model']} | {r['impl']} | {r.get('train_interactions', '')} | "
               f"{r['sec_per_epoch']:.3f} | {r['eval_sec']:.2f} | {r['peak_rss_mb']:.0f} | {ratio} | {per_inter} |")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"threads": args.threads, "device": args.device, "rows": rows}, f, indent=2)
-    print(f"\nwrote {args.out}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # merged: this run's rows replace those of the same (model, dataset, impl), the others stay
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    rows = [{**r, "measured": stamp} for r in rows]
+    key = lambda r: (r["model"], r["dataset"], r.get("impl"))  # noqa: E731
+    kept = json.loads(out.read_text()).get("rows", []) if out.exists() else []
+    new = {key(r) for r in rows}
+    with open(out, "w") as f:
+        json.dump({"threads": args.threads, "device": args.device,
+                   "rows": [r for r in kept if key(r) not in new] + rows}, f, indent=2)
+    print(f"\nwrote {args.out} (this run's rows merged into it)")
 
 
 if __name__ == "__main__":

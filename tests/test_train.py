@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -343,3 +344,42 @@ def test_mask_seen_key_reaches_the_evaluator(tmp_path):
     on = run("pop", [f"out_dir={tmp_path / 'on'}", "progress=false"], quiet=True)["test"]
     off = run("pop", [f"out_dir={tmp_path / 'off'}", "progress=false", "mask_seen=false"], quiet=True)["test"]
     assert off["recall@20"] < on["recall@20"]
+
+
+def test_ease_rating_weights_and_positive_only_follow_cornacs_formula():
+    """``weighting=rating`` puts each pair's rating (the latest of a repeated pair) into X, for the
+    Gram matrix and the scored rows; ``positive_only`` clips B at 0 (cornac's posB). Checked
+    against the closed form written out in numpy, on ratings that vary, so binary differs."""
+    from gcf.data.interactions import Interactions
+    from gcf.models.base import TrainData
+    from gcf.models.ease import EASE
+    rng = np.random.default_rng(0)
+    n_users, n_items, lam = 30, 12, 3.0
+    users, items = rng.integers(0, n_users, 200), rng.integers(0, n_items, 200)
+    ratings = rng.integers(1, 6, 200).astype(np.float32)
+    times = np.arange(200, dtype=np.float64)
+    inter = Interactions(users, items, np.arange(n_users).astype(str), np.arange(n_items).astype(str),
+                         ratings=ratings, timestamps=times)
+    data = TrainData(n_users, n_items, inter.dedup().to_csr(), interactions=inter)
+    x = np.zeros((n_users, n_items))
+    for u, i, r in zip(users, items, ratings):  # file order = time order: the latest rating wins
+        x[u, i] = r
+    p = np.linalg.inv(x.T @ x + lam * np.eye(n_items))
+    b = p / -np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    everyone = torch.arange(n_users)
+    for positive_only in (False, True):
+        want = x @ (np.maximum(b, 0) if positive_only else b)
+        m = EASE(data, reg_weight=lam, weighting="rating", positive_only=positive_only)
+        m.fit(data)
+        np.testing.assert_allclose(m.score(everyone).numpy(), want, rtol=1e-4, atol=1e-4)
+    binary = EASE(data, reg_weight=lam)
+    binary.fit(data)
+    assert not np.allclose(binary.score(everyone).numpy(), x @ b, atol=1e-2)
+    assert (binary.weights < 0).any()
+    no_ratings = TrainData(n_users, n_items, data.train, interactions=Interactions(
+        users, items, inter.user_ids, inter.item_ids))
+    with pytest.raises(ValueError, match="weighting='rating' needs ratings"):
+        EASE(no_ratings, weighting="rating")
+    with pytest.raises(ValueError, match="weighting must be"):
+        EASE(data, weighting="stars")

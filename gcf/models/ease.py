@@ -18,15 +18,29 @@ harness (every rating a training interaction, a held-out 10%) it picks 500 at se
 0.2997 against 0.2744 at a fixed 250; cornac's own EASE, rating-weighted: 0.3125;
 ``benchmarks/README.md``).
 
+Input weights and the sign of ``B``. The paper's ``X`` is binary (RecBole's, ours by default).
+``weighting="rating"`` fills ``X`` with the training ratings instead (cornac's EASE reads its
+rating matrix this way, RecTools' EASE its weight column): with explicit feedback a 1-star
+rating then weighs a fifth of a 5-star one, in the Gram matrix and in the scored rows alike.
+``positive_only=True`` sets negative weights of ``B`` to 0 after the solve (cornac's ``posB``,
+its default; the paper keeps them). In cornac's ml-100k harness, where every rating trains but
+only ratings >= 4 are test positives, ``EASE(weighting="rating", positive_only=True)`` is
+cornac's EASE up to lambda (``benchmarks/README.md``).
+
 Args:
     reg_weight: lambda; ``null`` (default): chosen on validation among ``reg_grid`` (without a
         validation split: ``reg_grid``'s first value). A number fixes it (RecBole's default is 250).
     reg_grid: the lambdas tried on validation (default: 250, 500, 1000, 2000, 4000).
+    weighting: ``binary`` (default) or ``rating``: what the entries of ``X`` hold.
+    positive_only: clip ``B``'s negative weights to 0 (cornac's ``posB``; default false).
 """
 from __future__ import annotations
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 
+from ..data.sampler import dense_rows
 from .base import Recommender, TrainData
 
 
@@ -36,8 +50,13 @@ REG_GRID = (250.0, 500.0, 1000.0, 2000.0, 4000.0)
 class EASE(Recommender):
     batch_kind = None
 
-    def __init__(self, data: TrainData, reg_weight: float | None = None, reg_grid: list | tuple = REG_GRID):
+    def __init__(self, data: TrainData, reg_weight: float | None = None, reg_grid: list | tuple = REG_GRID,
+                 weighting: str = "binary", positive_only: bool = False):
         super().__init__(data)
+        if weighting not in ("binary", "rating"):
+            raise ValueError(f"weighting must be 'binary' or 'rating', got {weighting!r}")
+        self.weighting, self.positive_only = weighting, bool(positive_only)
+        self._input = self._x(data)  # the rows scored
         values = list(reg_grid) + ([] if reg_weight is None else [reg_weight])
         bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0]
         if bad or not values:
@@ -52,8 +71,11 @@ class EASE(Recommender):
     def uses_validation(cls, kwargs: dict) -> bool:
         return kwargs.get("reg_weight") is None and len(set(kwargs.get("reg_grid", REG_GRID))) > 1
 
+    def _x(self, data: TrainData):
+        return data.train if self.weighting == "binary" else rating_matrix(data)
+
     def _gram(self, data: TrainData) -> torch.Tensor:
-        x = data.train.astype("float64")
+        x = self._x(data).astype("float64")
         return torch.from_numpy((x.T @ x).toarray()).to(self.weights.device)  # [I, I], inverted on the model's device
 
     @torch.no_grad()
@@ -65,6 +87,8 @@ class EASE(Recommender):
             gram.diagonal().sub_(reg_weight)
         b = p / (-p.diagonal()).unsqueeze(0)  # column j divided by -P_jj
         b.fill_diagonal_(0.0)
+        if self.positive_only:
+            b.clamp_(min=0.0)
         self.weights.copy_(b.to(self.weights.dtype))
 
     @torch.no_grad()
@@ -82,4 +106,17 @@ class EASE(Recommender):
 
     @torch.no_grad()
     def score(self, users: torch.Tensor, history=None) -> torch.Tensor:
-        return self.history_rows(users) @ self.weights  # [B, I]
+        return dense_rows(self._input, users.cpu().numpy()).to(self.weights.device) @ self.weights  # [B, I]
+
+
+def rating_matrix(data: TrainData):
+    """The training matrix with each pair's rating (the latest row of a repeated pair) in place of 1."""
+    inter = data.interactions
+    if inter is None or inter.ratings is None:
+        raise ValueError("EASE weighting='rating' needs ratings in the training data; this dataset has none "
+                         "(use weighting='binary')")
+    inter = inter.dedup()
+    r = np.asarray(inter.ratings, dtype=np.float64)
+    if not np.all(np.isfinite(r)) or np.any(r < 0):
+        raise ValueError("EASE weighting='rating' needs finite, non-negative ratings")
+    return sp.csr_matrix((r, (inter.users, inter.items)), shape=(data.n_users, data.n_items))
