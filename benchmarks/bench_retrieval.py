@@ -8,13 +8,17 @@ epochs (``python -m gcf.train bpr``; the vectors' quality does not matter for re
 exact search, their distribution does). Every user is a query; recall@k = |ANN top-k ∩ exact
 top-k| / k; queries/s on one thread (torch and faiss), search only (no seen-item filtering).
 
-``comirec``: MIND, ComiRec-DR, ComiRec-SA next to SASRec, GRU4Rec and Pop on ML-1M under
-ComiRec's protocol (:mod:`seq.protocols`: users split 8:1:1, evaluation users infer from the
-first 80% of their behaviours, full ranking, Recall/HitRate/NDCG@20/50), each model with a
-bounded number of epochs (early stopping on validation recall@50).
+``comirec``: MIND, ComiRec-DR, ComiRec-SA next to SASRec, GRU4Rec and Pop on ML-1M (or
+``--dataset beauty-bert4rec``) under ComiRec's protocol (:mod:`seq.protocols`: users split
+8:1:1, evaluation users infer from the first 80% of their behaviours, full ranking,
+Recall/HitRate/NDCG@20/50), each model with a bounded number of epochs (early stopping on
+validation recall@50; ``--extra`` adds overrides to every model's). Rows are merged into
+``multi_interest_<dataset>.json``: a model run again replaces its row, the others stay.
 
     GCF_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/bench_retrieval.py ann
     GCF_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/bench_retrieval.py comirec
+    GCF_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/bench_retrieval.py comirec \
+        --dataset beauty-bert4rec --models mind --extra epochs=5
 """
 from __future__ import annotations
 
@@ -112,14 +116,14 @@ COMIREC_MODELS = {
 }
 
 
-def comirec(data_dir: str, out_root: Path, dataset: str, models: list[str], save) -> list[dict]:
+def comirec(data_dir: str, out_root: Path, dataset: str, models: list[str], save, extra=()) -> list[dict]:
     rows = []
     for name in models:
         t0 = time.perf_counter()
         m = run_comirec(name, [f"dataset={dataset}", f"data_dir={data_dir}", f"out_dir={out_root / (name + '-' + dataset)}",
                                "progress=false", "device=cpu", "stopping_step=5", "seed=2020",
-                               *COMIREC_MODELS[name]], quiet=True)
-        row = {"model": name, "dataset": dataset, "overrides": COMIREC_MODELS[name], **m["test"],
+                               *COMIREC_MODELS[name], *extra], quiet=True)
+        row = {"model": name, "dataset": dataset, "overrides": [*COMIREC_MODELS[name], *extra], **m["test"],
                "best_epoch": m["best_epoch"], "epochs": m["epochs"], "sec_per_epoch": m["sec_per_epoch"],
                "wall_sec": time.perf_counter() - t0, "users": m["users"]}
         rows.append(row)
@@ -144,6 +148,7 @@ def main() -> int:
     p.add_argument("--max-queries", type=int, default=20000)
     p.add_argument("--dataset", default="ml-1m")
     p.add_argument("--models", default=",".join(COMIREC_MODELS))
+    p.add_argument("--extra", default="", help="comirec: key=value overrides after each model's own, comma-separated")
     a = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     env = {"torch": torch.__version__, "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")}
@@ -154,11 +159,18 @@ def main() -> int:
         print(_table(rows, ["dataset", "n_items", "n_queries", "index", "param", "build_sec", "recall@50", "qps",
                             "speedup"]))
     else:
-        def save(rows):
-            with open(RESULTS / f"multi_interest_{a.dataset}.json", "w") as f:
-                json.dump({"env": env, "protocol": "comirec (seq/protocols.py)", "rows": rows}, f, indent=2)
+        out = RESULTS / f"multi_interest_{a.dataset}.json"
+        earlier = json.loads(out.read_text()) if out.exists() else {}
 
-        rows = comirec(a.data_dir, Path(a.out), a.dataset, a.models.split(","), save)
+        def save(rows):  # merged: this run's models replace their earlier rows, the other rows stay
+            mine = {r["model"] for r in rows}
+            kept = [{**r, "env": r.get("env", earlier.get("env"))} for r in earlier.get("rows", [])
+                    if r["model"] not in mine]
+            with open(out, "w") as f:
+                json.dump({"env": env, "protocol": "comirec (seq/protocols.py)",
+                           "rows": kept + [{**r, "env": env} for r in rows]}, f, indent=2)
+
+        rows = comirec(a.data_dir, Path(a.out), a.dataset, a.models.split(","), save, [e for e in a.extra.split(",") if e])
         print(_table(rows, ["model", "recall@20", "recall@50", "hit@20", "hit@50", "ndcg@20", "ndcg@50",
                             "best_epoch", "epochs", "sec_per_epoch"]))
     return 0
