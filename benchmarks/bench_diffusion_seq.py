@@ -101,7 +101,9 @@ def over_seeds(model, split, seeds, mask_seen: bool, w: float | None = None) -> 
 
 def fit(model, split, overrides, out_dir: Path | None = None):
     """Train (checkpointed in ``out_dir`` and resumed from it when a run was interrupted)."""
-    extra = ["progress=false"] + (["resume=true"] if out_dir is not None else [])
+    # test=false: the trainer does not rank the test split; over_seeds ranks it per sampling seed
+    # (for a diffusion model the ranking is the reverse process, the costly part: run it once)
+    extra = ["progress=false", "test=false"] + (["resume=true"] if out_dir is not None else [])
     m = fit_rows(model, split, [*extra, *overrides], out_dir=out_dir)
     net = m.pop("_model")
     m.pop("_trainer")

@@ -104,6 +104,8 @@ def run(model: str, overrides=(), quiet: bool = False, family: str | None = None
 def format_table(metrics: dict) -> str:
     """The test metrics as a Markdown table, one row per metric, one column per cut-off."""
     test = metrics["test"]
+    if not test:
+        return "(the test split was not ranked: test=false)"
     if not any("@" in k for k in test):  # task=ctr: auc, logloss
         return "\n".join(["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in test.items()])
     names = list(dict.fromkeys(k.split("@")[0] for k in test))

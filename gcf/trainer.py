@@ -336,7 +336,8 @@ class Trainer:
 
     def _finish(self, valid: dict, epoch_secs: list, epochs: int, best_epoch: int) -> dict:
         t0 = time.perf_counter()
-        test = self.evaluate("test") if len(self.split.test) else {}  # cornac's fit has no test part
+        # cornac's fit has no test part; test=false leaves the ranking to the caller
+        test = self.evaluate("test") if len(self.split.test) and self.cfg.get("test", True) else {}
         if test and self.cfg.get("sampled"):  # the sampled protocol's test is reported next to full ranking
             test = {**self.evaluate("test", sampled=None), **test}
         eval_sec = time.perf_counter() - t0

@@ -383,3 +383,14 @@ def test_ease_rating_weights_and_positive_only_follow_cornacs_formula():
         EASE(no_ratings, weighting="rating")
     with pytest.raises(ValueError, match="weighting must be"):
         EASE(data, weighting="stars")
+
+
+def test_test_false_leaves_the_test_split_to_the_caller(tmp_path):
+    """``test=false``: training and validation as usual, the test split is not ranked (a benchmark
+    ranks the best model itself, e.g. per sampling seed), and the printed table says so."""
+    from gcf.train import format_table
+    m = run("bpr", [f"out_dir={tmp_path}", "epochs=2", "test=false", *FAST], quiet=True)
+    assert m["test"] == {} and m["valid"] and m["best_epoch"] >= 1
+    assert "not ranked" in format_table(m)
+    ranked = run("bpr", [f"out_dir={tmp_path / 'ranked'}", "epochs=2", *FAST], quiet=True)
+    assert ranked["test"] and ranked["valid"] == pytest.approx(m["valid"])
