@@ -16,6 +16,9 @@ figures in the literature); S3-Rec's SASRec 0.0605 / 0.0318.
 
 ``--epochs`` bounds each run (the full run is up to 200 epochs with patience 10); a variant
 already in the JSON is not re-run (``--force``). Resumable from ``runs/bench-cl4srec/<variant>``.
+``--extra`` adds keys to every variant; with ``--tag T`` its rows are ``<variant>+T`` (and their
+run folders too), next to the untagged ones, e.g. DuoRec's Beauty dropout:
+``--extra hidden_dropout_prob=0.5,attn_dropout_prob=0.5 --tag drop0.5``.
 
     GCF_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/bench_cl4srec.py --epochs 3
 
@@ -46,7 +49,7 @@ def table(results: dict) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         t = r["test"]
-        pub = PUBLISHED.get(name)
+        pub = PUBLISHED.get(name.split("+")[0])
         print(f"| {name} | {r['epochs']} ({r['best_epoch']}) | {t['hit@10']:.4f} | {t['ndcg@10']:.4f} | "
               f"{t['hit@20']:.4f} | {t['ndcg@20']:.4f} | {'%.4f / %.4f' % pub if pub else ''} | "
               f"{r['sec_per_epoch']:.0f} | {r['train_sec']:.0f} |")
@@ -59,6 +62,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--extra", default="", help="extra key=value overrides for every variant, comma-separated")
     p.add_argument("--force", action="store_true")
+    p.add_argument("--tag", default="", help="a name for --extra's setting: rows and run folders become "
+                                             "VARIANT+TAG (so a run with other keys never resumes another's)")
     p.add_argument("--out", default=str(HERE / "results" / "cl4srec_beauty.json"))
     args = p.parse_args()
     data_dir = os.environ.get("GCF_DATA_DIR", str(HERE.parents[1] / "shared" / "data"))
@@ -68,9 +73,11 @@ def main() -> None:
     for name in args.variants.split(","):
         if name not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+        model, overrides = VARIANTS[name]
+        if args.tag:
+            name = f"{name}+{args.tag}"
         if name in results and not args.force:
             continue
-        model, overrides = VARIANTS[name]
         extra = [e for e in args.extra.split(",") if e]
         overrides = [*overrides, f"epochs={args.epochs}", *extra]
         m = run(model, ["dataset=beauty", f"data_dir={data_dir}", f"seed={args.seed}", "progress=false",
