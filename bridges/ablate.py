@@ -79,7 +79,8 @@ RUNNER_KEYS = ("name", "description", "base", "grid", "variants", "seeds", "base
 # Packages that register models outside gcf, imported only when a run needs one of their models.
 MODEL_MODULES = ("seq.models", "bridges.models")
 # Keys that do not change a run's result: a finished run made with another value is still reused.
-NEUTRAL_KEYS = ("data_dir", "progress", "eval_batch_size")
+# (``test``: whether the trainer ranks the test split; an ablation always has it ranked.)
+NEUTRAL_KEYS = ("data_dir", "progress", "eval_batch_size", "test")
 
 log = logging.getLogger("bridges.ablate")
 
@@ -198,6 +199,7 @@ def run_overrides(abl: Ablation, variant: Variant, seed: int) -> tuple[str, dict
     ov = {**abl.base, **variant.overrides}
     model = str(ov.pop("model", abl.model))
     ov["seed"] = seed
+    ov["test"] = True  # the report is made of test metrics
     return model, ov
 
 

@@ -235,3 +235,25 @@ def test_shipped_ablations_resolve():
     ngcf = load_ablation(ROOT / "configs/ablation/ngcf_components.yaml")
     assert [v.name for v in ngcf.variants] == ["NGCF", "NGCF-f", "NGCF-n", "NGCF-fn", "NGCF-b"]
     assert set(ngcf.varied) == {"feature_transform", "nonlinearity", "bi_interaction"}
+
+
+@pytest.mark.parametrize("name", ["lightgcn_layers", "ngcf_components", "bitvae_rec"])
+def test_shipped_reports_match_the_settings_their_yaml_resolves_to(name):
+    """Every row of a shipped report (``benchmarks/results/ablation/<name>``) carries the settings its
+    YAML resolves to today. A new config key or a changed default that would change a result makes
+    ``python -m bridges.ablate`` retrain (or refuse) the report's rows: this names such a change
+    before it lands (make the key neutral, or re-run the report)."""
+    report = ROOT / "benchmarks/results/ablation" / name
+    abl = load_ablation(ROOT / "configs/ablation" / f"{name}.yaml", [f"report_dir={report}"])
+    rows = pd.read_csv(report / "results.csv")
+    variants = {v.name: v for v in abl.variants}
+    assert set(rows["variant"]) == set(variants) and len(rows) >= len(variants)
+    stale = []
+    for _, row in rows.iterrows():
+        now = json.loads(ablate.run_settings(abl, variants[row["variant"]], int(row["seed"])))
+        recorded = json.loads(row["settings"])
+        diff = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
+        if diff:
+            stale.append(f"{row['variant']} seed {row['seed']}: {diff}")
+    assert not stale, "\n".join(stale)
+    assert len(ablate.reported_results(abl)) == len(rows)
