@@ -21,7 +21,7 @@ harness (every rating a training interaction, a held-out 10%) it picks 500 at se
 Input weights and the sign of ``B``. The paper's ``X`` is binary (RecBole's, ours by default).
 ``weighting="rating"`` fills ``X`` with the training ratings instead (cornac's EASE reads its
 rating matrix this way, RecTools' EASE its weight column): with explicit feedback a 1-star
-rating then weighs a fifth of a 5-star one, in the Gram matrix and in the scored rows alike.
+rating's entry is a fifth of a 5-star one's, in the Gram matrix and in the scored rows alike.
 ``positive_only=True`` sets negative weights of ``B`` to 0 after the solve (cornac's ``posB``,
 its default; the paper keeps them). In cornac's ml-100k harness, where every rating trains but
 only ratings >= 4 are test positives, ``EASE(weighting="rating", positive_only=True,
@@ -114,7 +114,8 @@ class EASE(Recommender):
 
 
 def rating_matrix(data: TrainData):
-    """The training matrix with each pair's rating (the latest row of a repeated pair) in place of 1."""
+    """The training matrix with each pair's rating in place of 1 (a repeated pair: the rating of the row
+    :meth:`Interactions.dedup` keeps, the latest by timestamp)."""
     inter = data.interactions
     if inter is None or inter.ratings is None:
         raise ValueError("EASE weighting='rating' needs ratings in the training data; this dataset has none "
