@@ -15,7 +15,12 @@
 Epoch budgets are arguments (``--epochs``); each row records epochs run, s/epoch, training
 time and the inference time for all test users. Each fit checkpoints in ``--runs`` and resumes
 from there when the benchmark was interrupted; the JSON is written after every model and a
-re-run skips the models it holds (``--force``: all). Epoch lines go to stderr. Writes ``benchmarks/results/diffusion_seq_<dataset>.json``
+re-run skips the models it holds (``--force``: re-run them; rows of models not selected with
+``--models`` are kept). ``--extra k=v,...`` adds keys to every model (after the plan's own, so
+they win); with ``--tag T`` its rows are ``<model>+T`` (run folders too), next to the untagged
+ones, e.g. DreamRec trained for longer at its shipped validation cadence:
+``zhihu --models dreamrec --epochs 300 --extra eval_step=10,stopping_step=10 --tag long``.
+Epoch lines go to stderr. Writes ``benchmarks/results/diffusion_seq_<dataset>.json``
 (and ``diffusion_seq_zhihu.png``, the guidance sweep) and prints Markdown tables.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_diffusion_seq.py zhihu --epochs 40
@@ -99,6 +104,40 @@ def over_seeds(model, split, seeds, mask_seen: bool, w: float | None = None) -> 
     return out
 
 
+def untrained_items(split) -> np.ndarray:
+    """Items that are never a training target (every item of a training sequence but its first
+    is one): a model trained only on targets, as DreamRec's x0-MSE, never learns their rows."""
+    from gcf.data.sequences import Sequences
+    seqs = Sequences.from_interactions(split.train)
+    is_target = np.ones(len(seqs.items), dtype=bool)
+    is_target[seqs.indptr[:-1][seqs.lengths > 0]] = False
+    return np.bincount(seqs.items[is_target], minlength=split.train.n_items) == 0
+
+
+def by_target(model, split, untrained: np.ndarray, seeds=None) -> dict:
+    """Test HR/NDCG without masking on the rows whose target is a training target and on the
+    others (over sampling seeds for a stochastic model)."""
+    import dataclasses
+    out = {}
+    cold = untrained[np.asarray(split.test.items)]
+    for name, rows in (("trained_target", ~cold), ("untrained_target", cold)):
+        sub = dataclasses.replace(split, test=split.test.subset(rows))
+        sub._csr = {}
+        m = over_seeds(model, sub, seeds, False) if seeds is not None else test_metrics(model, sub, False)[0]
+        out[name] = {"rows": int(rows.sum()), **m}
+    return out
+
+
+def random_untrained_first(split, untrained: np.ndarray, k: int = 20) -> dict:
+    """Expected HR@k / NDCG@k of a ranking that puts the never-trained items first in random order
+    (every row's target among them has probability k / n of sitting in the top k, uniform rank)."""
+    n = int(untrained.sum())
+    share = float(untrained[np.asarray(split.test.items)].mean())
+    gains = 1.0 / np.log2(np.arange(2, min(k, n) + 2))
+    return {"n_untrained": n, "share_of_test_targets": share, f"hit@{k}": share * min(k, n) / n,
+            f"ndcg@{k}": share * float(gains.sum()) / n}
+
+
 def fit(model, split, overrides, out_dir: Path | None = None):
     """Train (checkpointed in ``out_dir`` and resumed from it when a run was interrupted)."""
     # test=false: the trainer does not rank the test split; over_seeds ranks it per sampling seed
@@ -118,33 +157,54 @@ def fmt(v) -> str:
 def run_zhihu(args, res: dict) -> dict:
     split = load_row_split(Path(args.data_dir) / "zhihu-dreamrec")
     res.update({"split": split.summary(), "protocol": "full ranking over 4,838 items, test rows of DreamRec's Zhihu"})
+    untrained = untrained_items(split)
+    res["random_untrained_first"] = random_untrained_first(split, untrained)
     res.setdefault("models", {})
     ep = f"epochs={args.epochs}"
     plans = [("pop", []), ("sasrec", [ep, "max_len=10", "loss=ce"]), ("gru4rec", [ep, "max_len=10"]),
              ("dreamrec", [ep, "eval_step=5", "stopping_step=4"])]
     for name, ov in plans:
-        if (args.models and name not in args.models.split(",")) or (name in res["models"] and not args.force):
+        key = row_key(args, name)
+        if (args.models and name not in args.models.split(",")) or (key in res["models"] and not args.force):
             continue
-        net, info = fit(name, split, ov, run_dir(args, name))
+        net, info = fit(name, split, [*ov, *extra_overrides(args)], run_dir(args, key))
         stochastic = hasattr(net, "sample_seed")
+        if stochastic:
+            share_reverse_process(net)
         for mask in (False, True):
-            key = "unmasked" if not mask else "masked"
+            masking = "unmasked" if not mask else "masked"
             if stochastic:  # the sweep without masking (DreamRec's protocol); masked at the configured w only
-                default_w = net.w
+                default_w = info["default_w"] = net.w
                 ws = args.w if not mask else [default_w]
-                info[key] = {f"w={w:g}": over_seeds(net, split, args.sample_seeds, mask, w) for w in ws}
+                info[masking] = {f"w={w:g}": over_seeds(net, split, args.sample_seeds, mask, w) for w in ws}
                 net.w = default_w
             else:
                 m, sec = test_metrics(net, split, mask)
-                info[key] = {**m, "infer_sec": sec}
-        res["models"][name] = info
+                info[masking] = {**m, "infer_sec": sec}
+        seeds = args.sample_seeds if stochastic else None
+        info["by_target"] = by_target(net, split, untrained, seeds)
+        if hasattr(net, "rank_untrained"):  # the official ranking too (every item scored), at the default w
+            net.rank_untrained = True
+            info["official_ranking"] = {"unmasked": over_seeds(net, split, seeds, False),
+                                        "by_target": by_target(net, split, untrained, seeds)}
+            net.rank_untrained = False
+        res["models"][key] = info
         save(args, res)
-        print(f"{name}: {info['epochs']} epochs, {info['sec_per_epoch']:.1f} s/epoch", flush=True)
+        print(f"{key}: {info['epochs']} epochs, {info['sec_per_epoch']:.1f} s/epoch", flush=True)
     return res
 
 
-def run_dir(args, name: str) -> Path:
-    return Path(args.runs) / f"{args.dataset}-{name}"
+def run_dir(args, key: str) -> Path:
+    return Path(args.runs) / f"{args.dataset}-{key}"
+
+
+def row_key(args, name: str) -> str:
+    """The results row (and run folder) of ``name``: ``name+tag`` with ``--tag``."""
+    return f"{name}+{args.tag}" if args.tag else name
+
+
+def extra_overrides(args) -> list[str]:
+    return [e for e in args.extra.split(",") if e]
 
 
 def result_path(args) -> Path:
@@ -171,21 +231,22 @@ def run_loo(args, res: dict) -> dict:
     plans = [("sasrec", [f"epochs={args.sasrec_epochs or args.epochs}", "loss=ce", "eval_step=1", "length_buckets=true"]),
              ("diffurec", [ep, f"eval_step={args.eval_step or args.epochs}"])]
     for name, ov in plans:
-        if (args.models and name not in args.models.split(",")) or (name in res["models"] and not args.force):
+        key = row_key(args, name)
+        if (args.models and name not in args.models.split(",")) or (key in res["models"] and not args.force):
             continue
-        net, info = fit(name, split, ov, run_dir(args, name))
+        net, info = fit(name, split, [*ov, *extra_overrides(args)], run_dir(args, key))
         if hasattr(net, "sample_seed"):
             share_reverse_process(net)
         for mask in (False, True):
-            key = "unmasked" if not mask else "masked"
+            masking = "unmasked" if not mask else "masked"
             if hasattr(net, "sample_seed"):
-                info[key] = over_seeds(net, split, args.sample_seeds, mask)
+                info[masking] = over_seeds(net, split, args.sample_seeds, mask)
             else:
                 m, sec = test_metrics(net, split, mask)
-                info[key] = {**m, "infer_sec": sec}
-        res["models"][name] = info
+                info[masking] = {**m, "infer_sec": sec}
+        res["models"][key] = info
         save(args, res)
-        print(f"{name}: {info['epochs']} epochs, {info['sec_per_epoch']:.1f} s/epoch", flush=True)
+        print(f"{key}: {info['epochs']} epochs, {info['sec_per_epoch']:.1f} s/epoch", flush=True)
     return res
 
 
@@ -203,6 +264,27 @@ def tables(res: dict, zhihu: bool) -> str:
                 lines.append(f"| {label} | " + " | ".join(fmt(m[k]) for k in keys) +
                              f" | {info['epochs']} | {info['sec_per_epoch']:.1f} | {info['train_sec']:.0f} | "
                              f"{m['infer_sec']:.1f} |")
+    if zhihu and "random_untrained_first" in res:
+        ref = res["random_untrained_first"]
+        lines += ["", f"history unmasked, test rows by target: {ref['n_untrained']} items are never a training target, "
+                  f"{ref['share_of_test_targets']:.2%} of the test targets are among them", "",
+                  "| model | all rows HR@20 | NDCG@20 | trained-target rows HR@20 | NDCG@20 | untrained-target rows HR@20 "
+                  "| NDCG@20 |", "|---" * 7 + "|"]
+        for name, info in res["models"].items():
+            variants = [(name, info)] + ([(f"{name}, official ranking", info["official_ranking"])]
+                                         if "official_ranking" in info else [])
+            for label, block in variants:
+                if "by_target" not in block:
+                    continue
+                full = block["unmasked"]
+                if "hit@20" not in full:  # a guidance sweep: its default w's row
+                    full = full[f"w={info['default_w']:g}"]
+                bt = block["by_target"]
+                lines.append(f"| {label} | {fmt(full['hit@20'])} | {fmt(full['ndcg@20'])} | "
+                             f"{fmt(bt['trained_target']['hit@20'])} | {fmt(bt['trained_target']['ndcg@20'])} | "
+                             f"{fmt(bt['untrained_target']['hit@20'])} | {fmt(bt['untrained_target']['ndcg@20'])} |")
+        lines.append(f"| untrained items first, random order (expected) | {ref['hit@20']:.4f} | {ref['ndcg@20']:.4f} "
+                     f"| 0 | 0 | | |")
     if res.get("paper"):
         lines += ["", "paper (DiffuRec Table 2, history not masked)", "", "| model | " + " | ".join(keys) + " |",
                   "|---" * (len(keys) + 1) + "|"]
@@ -215,13 +297,15 @@ def plot_sweep(res: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    sweep = res["models"]["dreamrec"]["unmasked"]
-    ws = [float(k.split("=")[1]) for k in sweep]
+    rows = {k: v for k, v in res["models"].items() if k.split("+")[0] == "dreamrec"}
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, key, paper in zip(axes, ("hit@20", "ndcg@20"), (0.0226, 0.0079)):
-        mean = np.array([v[key]["mean"] for v in sweep.values()])
-        std = np.array([v[key]["std"] for v in sweep.values()])
-        ax.errorbar(ws, mean, yerr=std, marker="o", label="DreamRec (ours)")
+        for row, info in rows.items():
+            sweep = info["unmasked"]
+            ws = [float(k.split("=")[1]) for k in sweep]
+            mean = np.array([v[key]["mean"] for v in sweep.values()])
+            std = np.array([v[key]["std"] for v in sweep.values()])
+            ax.errorbar(ws, mean, yerr=std, marker="o", label=f"{row} (ours, {info['epochs']} epochs)")
         ax.axhline(paper, ls="--", c="gray", label="paper")
         for other in ("sasrec", "gru4rec"):
             if other in res["models"]:
@@ -247,15 +331,17 @@ def main() -> None:
                    help="beauty / ml-1m: DiffuRec validates every this many epochs (0: once, at --epochs)")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--runs", default="runs/bench-diffusion", help="checkpoints: an interrupted fit resumes from here")
-    p.add_argument("--force", action="store_true", help="re-run the models already in the results JSON")
+    p.add_argument("--force", action="store_true", help="re-run the selected models already in the results JSON")
+    p.add_argument("--extra", default="", help="key=value overrides for every model, comma-separated (they win)")
+    p.add_argument("--tag", default="", help="a name for --extra's setting: rows and run folders become <model>+TAG")
     args = p.parse_args()
     torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "1")))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)  # epoch lines
     path = result_path(args)
-    res = json.loads(path.read_text()) if path.exists() and not args.force else {}
+    res = json.loads(path.read_text()) if path.exists() else {}
     res = run_zhihu(args, res) if args.dataset == "zhihu" else run_loo(args, res)
     save(args, res)
-    if args.dataset == "zhihu" and "dreamrec" in res["models"]:
+    if args.dataset == "zhihu" and any(k.split("+")[0] == "dreamrec" for k in res["models"]):
         plot_sweep(res, Path(args.out) / "diffusion_seq_zhihu.png")
     print(tables(res, args.dataset == "zhihu"))
 

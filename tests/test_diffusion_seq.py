@@ -153,6 +153,32 @@ def test_dreamrec_dropout_is_off_at_evaluation_unless_asked(cycles):
     assert not model.training and not model.encoder.training
 
 
+def test_dreamrec_leaves_items_never_a_training_target_out_of_the_ranking_unless_asked():
+    n_users, L = 30, 8
+    seqs = np.array([[(u + k) % 10 for k in range(L)] for u in range(n_users)])
+    seqs[0, 0] = 10  # in training only as a user's first item: never a target
+    seqs[1, -1] = 11  # only a test target
+    inter = Interactions(np.repeat(np.arange(n_users), L), seqs.ravel(), np.arange(n_users).astype(str),
+                         np.arange(12).astype(str), timestamps=np.tile(np.arange(L), n_users).astype(float),
+                         source="untrained")
+    split = leave_one_out(inter)
+    model = build_model("dreamrec", SMALL["dreamrec"], split, 0).eval()
+    assert model.untrained.nonzero().ravel().tolist() == [10, 11]
+    users, hist = torch.arange(6), split.history("test")
+    scores = model.score(users, hist)
+    assert torch.isneginf(scores[:, 10:]).all() and torch.isfinite(scores[:, :10]).all()
+    model.rank_untrained = True  # the official ranking: every row scored
+    official = model.score(users, hist)
+    assert torch.isfinite(official).all()
+    torch.testing.assert_close(official[:, :10], scores[:, :10])
+    # why: the x0 loss never reaches the row of an item that is never a target
+    batch = next(iter(model.batches(TrainData.from_split(split), 64).epoch(np.random.default_rng(0))))
+    model.train()
+    model.loss(batch).backward()
+    assert model.item_embedding.weight.grad[12].abs().sum() == 0  # seq id of item 11
+    assert model.item_embedding.weight.grad[1:11].abs().sum(1).gt(0).all()
+
+
 def test_diffurec_history_ignores_padding_keys_unless_official_mask(cycles):
     model = build_model("diffurec", SMALL["diffurec"], cycles, 0).eval()
     items = torch.tensor([[0, 0, 0, 5, 6, 7, 8, 9, 10, 11]])
