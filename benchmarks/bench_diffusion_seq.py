@@ -105,13 +105,11 @@ def over_seeds(model, split, seeds, mask_seen: bool, w: float | None = None) -> 
 
 
 def untrained_items(split) -> np.ndarray:
-    """Items that are never a training target (every item of a training sequence but its first
-    is one): a model trained only on targets, as DreamRec's x0-MSE, never learns their rows."""
+    """Items that are never a training target: a model trained only on targets, as DreamRec's
+    x0-MSE, never learns their rows (:func:`seq.data.never_targets`)."""
     from gcf.data.sequences import Sequences
-    seqs = Sequences.from_interactions(split.train)
-    is_target = np.ones(len(seqs.items), dtype=bool)
-    is_target[seqs.indptr[:-1][seqs.lengths > 0]] = False
-    return np.bincount(seqs.items[is_target], minlength=split.train.n_items) == 0
+    from seq.data import never_targets
+    return never_targets(Sequences.from_interactions(split.train))
 
 
 def by_target(model, split, untrained: np.ndarray, seeds=None) -> dict:

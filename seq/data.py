@@ -43,6 +43,15 @@ def _ceil(n: int, d: int) -> int:
     return -(-n // d)
 
 
+def never_targets(seqs: Sequences) -> np.ndarray:
+    """``[n_items]`` bool: the items that are never a next-item target of ``seqs`` (every item of a
+    sequence but its first is one). A model trained only through its targets (DreamRec's x0-MSE)
+    never updates their rows."""
+    is_target = np.ones(len(seqs.items), dtype=bool)
+    is_target[seqs.indptr[:-1][seqs.lengths > 0]] = False
+    return np.bincount(seqs.items[is_target], minlength=seqs.n_items) == 0
+
+
 class _Base:
     def __init__(self, data, batch_size: int, max_len: int, n_negatives: int = 0):
         if max_len < 1:

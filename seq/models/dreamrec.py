@@ -67,7 +67,6 @@ Shapes: ``items [B, L]`` seq ids (0 = padding, right-aligned), ``targets [B]`` -
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -75,7 +74,7 @@ from torch import nn
 from gcf.models.diffrec import timestep_embedding
 from gcf.models.registry import register_model
 
-from ..data import PrefixBatches
+from ..data import PrefixBatches, never_targets
 from ..diffusion import GaussianDiffusion, batch_generator, beta_schedule, guided
 from ..layers import TransformerEncoder, causal_mask
 from .base import GenerativeSeqRecommender
@@ -113,12 +112,8 @@ class DreamRec(GenerativeSeqRecommender):
         self.rank_untrained = bool(rank_untrained)
         # items never a training target (every item of a sequence but its first is one): their rows
         # keep the N(0, 1) init, so they are left out of the ranking unless rank_untrained
-        untrained = torch.zeros(self.n_items, dtype=torch.bool)
-        if self._train_sequences is not None:
-            seqs = self._train_sequences
-            is_target = np.ones(len(seqs.items), dtype=bool)
-            is_target[seqs.indptr[:-1][seqs.lengths > 0]] = False
-            untrained = torch.from_numpy(np.bincount(seqs.items[is_target], minlength=self.n_items) == 0)
+        untrained = torch.zeros(self.n_items, dtype=torch.bool) if self._train_sequences is None else \
+            torch.from_numpy(never_targets(self._train_sequences))
         self.register_buffer("untrained", untrained, persistent=False)
 
     # ------------------------------------------------------------ network
