@@ -109,21 +109,28 @@ def untrained_items(split) -> np.ndarray:
     x0-MSE, never learns their rows (:func:`seq.data.never_targets`)."""
     from gcf.data.sequences import Sequences
     from seq.data import never_targets
-    return never_targets(Sequences.from_interactions(split.train))
+    return never_targets(Sequences.from_interactions(split.train), first_target=True)  # DreamRec's rows
 
 
-def by_target(model, split, untrained: np.ndarray, seeds=None) -> dict:
-    """Test HR/NDCG without masking on the rows whose target is a training target and on the
-    others (over sampling seeds for a stochastic model)."""
+def by_rows(model, split, groups: dict, seeds=None) -> dict:
+    """Test HR/NDCG without masking on each group of test rows (``name -> bool mask``; over sampling
+    seeds for a stochastic model)."""
     import dataclasses
     out = {}
-    cold = untrained[np.asarray(split.test.items)]
-    for name, rows in (("trained_target", ~cold), ("untrained_target", cold)):
+    for name, rows in groups.items():
         sub = dataclasses.replace(split, test=split.test.subset(rows))
         sub._csr = {}
         m = over_seeds(model, sub, seeds, False) if seeds is not None else test_metrics(model, sub, False)[0]
         out[name] = {"rows": int(rows.sum()), **m}
     return out
+
+
+def row_groups(split, untrained: np.ndarray) -> dict:
+    """The test rows by target (a training target or not) and by history (empty or not)."""
+    cold = untrained[np.asarray(split.test.items)]
+    empty = split.history("test").lengths[np.asarray(split.test.users)] == 0
+    return {"by_target": {"trained_target": ~cold, "untrained_target": cold},
+            "by_history": {"history": ~empty, "empty_history": empty}}
 
 
 def random_untrained_first(split, untrained: np.ndarray, k: int = 20) -> dict:
@@ -157,6 +164,7 @@ def run_zhihu(args, res: dict) -> dict:
     res.update({"split": split.summary(), "protocol": "full ranking over 4,838 items, test rows of DreamRec's Zhihu"})
     untrained = untrained_items(split)
     res["random_untrained_first"] = random_untrained_first(split, untrained)
+    groups = row_groups(split, untrained)
     res.setdefault("models", {})
     ep = f"epochs={args.epochs}"
     plans = [("pop", []), ("sasrec", [ep, "max_len=10", "loss=ce"]), ("gru4rec", [ep, "max_len=10"]),
@@ -180,11 +188,11 @@ def run_zhihu(args, res: dict) -> dict:
                 m, sec = test_metrics(net, split, mask)
                 info[masking] = {**m, "infer_sec": sec}
         seeds = args.sample_seeds if stochastic else None
-        info["by_target"] = by_target(net, split, untrained, seeds)
+        info.update({k: by_rows(net, split, g, seeds) for k, g in groups.items()})
         if hasattr(net, "rank_untrained"):  # the official ranking too (every item scored), at the default w
             net.rank_untrained = True
             info["official_ranking"] = {"unmasked": over_seeds(net, split, seeds, False),
-                                        "by_target": by_target(net, split, untrained, seeds)}
+                                        **{k: by_rows(net, split, g, seeds) for k, g in groups.items()}}
             net.rank_untrained = False
         res["models"][key] = info
         save(args, res)
@@ -264,25 +272,31 @@ def tables(res: dict, zhihu: bool) -> str:
                              f"{m['infer_sec']:.1f} |")
     if zhihu and "random_untrained_first" in res:
         ref = res["random_untrained_first"]
-        lines += ["", f"history unmasked, test rows by target: {ref['n_untrained']} items are never a training target, "
-                  f"{ref['share_of_test_targets']:.2%} of the test targets are among them", "",
-                  "| model | all rows HR@20 | NDCG@20 | trained-target rows HR@20 | NDCG@20 | untrained-target rows HR@20 "
-                  "| NDCG@20 |", "|---" * 7 + "|"]
-        for name, info in res["models"].items():
-            variants = [(name, info)] + ([(f"{name}, official ranking", info["official_ranking"])]
-                                         if "official_ranking" in info else [])
-            for label, block in variants:
-                if "by_target" not in block:
-                    continue
-                full = block["unmasked"]
-                if "hit@20" not in full:  # a guidance sweep: its default w's row
-                    full = full[f"w={info['default_w']:g}"]
-                bt = block["by_target"]
-                lines.append(f"| {label} | {fmt(full['hit@20'])} | {fmt(full['ndcg@20'])} | "
-                             f"{fmt(bt['trained_target']['hit@20'])} | {fmt(bt['trained_target']['ndcg@20'])} | "
-                             f"{fmt(bt['untrained_target']['hit@20'])} | {fmt(bt['untrained_target']['ndcg@20'])} |")
-        lines.append(f"| untrained items first, random order (expected) | {ref['hit@20']:.4f} | {ref['ndcg@20']:.4f} "
-                     f"| 0 | 0 | | |")
+        heads = {"by_target": (f"test rows by target: {ref['n_untrained']} items never occur in training, "
+                               f"{ref['share_of_test_targets']:.2%} of the test targets are among them",
+                               "trained_target", "untrained_target"),
+                 "by_history": ("test rows by history: empty (the row's first item) or not", "history",
+                                "empty_history")}
+        for group, (title, a, b) in heads.items():
+            lines += ["", f"history unmasked, {title}", "",
+                      f"| model | all rows HR@20 | NDCG@20 | {a} rows HR@20 | NDCG@20 | {b} rows HR@20 | NDCG@20 |",
+                      "|---" * 7 + "|"]
+            for name, info in res["models"].items():
+                variants = [(name, info)] + ([(f"{name}, official ranking", info["official_ranking"])]
+                                             if "official_ranking" in info else [])
+                for label, block in variants:
+                    if group not in block:
+                        continue
+                    full = block["unmasked"]
+                    if "hit@20" not in full:  # a guidance sweep: its default w's row
+                        full = full[f"w={info['default_w']:g}"]
+                    g = block[group]
+                    lines.append(f"| {label} | {fmt(full['hit@20'])} | {fmt(full['ndcg@20'])} | "
+                                 f"{fmt(g[a]['hit@20'])} | {fmt(g[a]['ndcg@20'])} | "
+                                 f"{fmt(g[b]['hit@20'])} | {fmt(g[b]['ndcg@20'])} |")
+            if group == "by_target":
+                lines.append(f"| untrained items first, random order (expected) | {ref['hit@20']:.4f} | "
+                             f"{ref['ndcg@20']:.4f} | 0 | 0 | | |")
     if res.get("paper"):
         lines += ["", "paper (DiffuRec Table 2, history not masked)", "", "| model | " + " | ".join(keys) + " |",
                   "|---" * (len(keys) + 1) + "|"]

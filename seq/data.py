@@ -43,12 +43,14 @@ def _ceil(n: int, d: int) -> int:
     return -(-n // d)
 
 
-def never_targets(seqs: Sequences) -> np.ndarray:
+def never_targets(seqs: Sequences, first_target: bool = False) -> np.ndarray:
     """``[n_items]`` bool: the items that are never a next-item target of ``seqs`` (every item of a
-    sequence but its first is one). A model trained only through its targets (DreamRec's x0-MSE)
-    never updates their rows."""
+    sequence but its first is one; with ``first_target``, as :class:`PrefixBatches`', the first
+    too, so only the items absent from ``seqs``). A model trained only through its targets
+    (DreamRec's x0-MSE) never updates their rows."""
     is_target = np.ones(len(seqs.items), dtype=bool)
-    is_target[seqs.indptr[:-1][seqs.lengths > 0]] = False
+    if not first_target:
+        is_target[seqs.indptr[:-1][seqs.lengths > 0]] = False
     return np.bincount(seqs.items[is_target], minlength=seqs.n_items) == 0
 
 
@@ -139,6 +141,8 @@ class PrefixBatches(_Base):
     """Every training position ``t >= 1`` of every user, shuffled: ``items [B, L]`` = the ``L``
     items before it (right-aligned), ``targets [B]`` = the item at ``t``, ``negatives [B, n]``,
     ``times [B, L]`` and ``target_times [B]`` when the data has timestamps, ``users [B]``.
+    ``first_target=True`` adds ``t = 0``: each user's first item with an empty (all-padding)
+    history, as DreamRec's data rows have them.
 
     ``length_buckets=True`` sorts the rows by history length (``min(t, L)``, ties in random
     order), cuts them into batches of ``batch_size`` rows (one target each, so every row weighs
@@ -147,16 +151,17 @@ class PrefixBatches(_Base):
     depend on the number of padding columns (no absolute positions counted from the left, padding
     keys masked): on Beauty the mean history is ~5 items, so most of the ``L = 50`` columns go."""
 
-    def __init__(self, data, batch_size: int, max_len: int, n_negatives: int = 0, length_buckets: bool = False):
+    def __init__(self, data, batch_size: int, max_len: int, n_negatives: int = 0, length_buckets: bool = False,
+                 first_target: bool = False):
         super().__init__(data, batch_size, max_len, n_negatives)
         self.length_buckets = bool(length_buckets)
-        lengths = self.seqs.lengths
-        self.row_user = np.repeat(np.arange(len(lengths)), np.maximum(lengths - 1, 0))
-        # position (index into seqs.items) of each target: every item but a user's first
+        skip = 0 if first_target else 1
+        counts = np.maximum(self.seqs.lengths - skip, 0)
+        self.row_user = np.repeat(np.arange(len(counts)), counts)
+        # position (index into seqs.items) of each target: every item but a user's first (or every one)
         starts = self.seqs.indptr[:-1]
-        offset = np.arange(len(self.row_user)) - np.repeat(np.cumsum(np.maximum(lengths - 1, 0)) -
-                                                           np.maximum(lengths - 1, 0), np.maximum(lengths - 1, 0))
-        self.row_pos = starts[self.row_user] + 1 + offset
+        offset = np.arange(len(self.row_user)) - np.repeat(np.cumsum(counts) - counts, counts)
+        self.row_pos = starts[self.row_user] + skip + offset
 
     def __len__(self) -> int:
         return _ceil(len(self.row_user), self.batch_size)

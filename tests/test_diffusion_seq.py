@@ -162,8 +162,9 @@ def test_dreamrec_leaves_items_never_a_training_target_out_of_the_ranking_unless
                          np.arange(12).astype(str), timestamps=np.tile(np.arange(L), n_users).astype(float),
                          source="untrained")
     split = leave_one_out(inter)
-    model = build_model("dreamrec", SMALL["dreamrec"], split, 0).eval()
-    assert model.untrained.nonzero().ravel().tolist() == [10, 11]
+    assert build_model("dreamrec", SMALL["dreamrec"], split, 0).untrained.nonzero().ravel().tolist() == [11]
+    model = build_model("dreamrec", {**SMALL["dreamrec"], "empty_history": False}, split, 0).eval()
+    assert model.untrained.nonzero().ravel().tolist() == [10, 11]  # item 10 is then never a target
     users, hist = torch.arange(6), split.history("test")
     scores = model.score(users, hist)
     assert torch.isneginf(scores[:, 10:]).all() and torch.isfinite(scores[:, :10]).all()

@@ -91,6 +91,12 @@ def test_batch_counts_and_coverage(data):
     # every (user, target) transition exactly once
     pairs = np.concatenate([b["users"].numpy() * (data.n_items + 1) + b["targets"].numpy() for b in batches])
     assert len(np.unique(pairs)) == len(pairs)
+    # first_target: each user's first item too, with an all-padding history
+    fb = list(PrefixBatches(data, 4096, max_len=50, first_target=True).epoch(np.random.default_rng(0)))
+    assert sum(len(b["targets"]) for b in fb) == int(seqs.lengths.sum())
+    firsts = {(u, int(seqs.of(u)[0]) + 1) for u in range(seqs.n_users) if seqs.lengths[u]}
+    empty = {(int(u), int(t)) for b in fb for u, t, row in zip(b["users"], b["targets"], b["items"]) if not row.any()}
+    assert empty == firsts
 
 
 def test_length_buckets_group_similar_lengths_and_only_drop_padding(data):
