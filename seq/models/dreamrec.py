@@ -114,8 +114,8 @@ class DreamRec(GenerativeSeqRecommender):
             nn.Sequential(nn.Linear(3 * d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
         self.diffusion = GaussianDiffusion(beta_schedule(schedule, steps, beta_start, beta_end))
         self.rank_untrained, self.empty_history = bool(rank_untrained), bool(empty_history)
-        # items never a training target (every item of a sequence but its first is one): their rows
-        # keep the N(0, 1) init, so they are left out of the ranking unless rank_untrained
+        # items never a training target (with empty_history: the items absent from training): their
+        # rows keep the N(0, 1) init, so they are left out of the ranking unless rank_untrained
         untrained = torch.zeros(self.n_items, dtype=torch.bool) if self._train_sequences is None else \
             torch.from_numpy(never_targets(self._train_sequences, first_target=self.empty_history))
         self.register_buffer("untrained", untrained, persistent=False)
