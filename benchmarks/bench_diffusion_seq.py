@@ -310,22 +310,25 @@ def plot_sweep(res: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = {k: v for k, v in res["models"].items() if k.split("+")[0] == "dreamrec"}
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
     for ax, key, paper in zip(axes, ("hit@20", "ndcg@20"), (0.0226, 0.0079)):
         for row, info in rows.items():
             sweep = info["unmasked"]
             ws = [float(k.split("=")[1]) for k in sweep]
             mean = np.array([v[key]["mean"] for v in sweep.values()])
             std = np.array([v[key]["std"] for v in sweep.values()])
-            ax.errorbar(ws, mean, yerr=std, marker="o", label=f"{row} (ours, {info['epochs']} epochs)")
+            line = ax.errorbar(ws, mean, yerr=std, marker="o", label=f"{row} (ours, {info['epochs']} epochs)")
+            if "official_ranking" in info:  # the same model with every item row scored, at its default w
+                ax.plot([info["default_w"]], [info["official_ranking"]["unmasked"][key]["mean"]], marker="x", ls="",
+                        ms=9, c=line[0].get_color(), label=f"{row}, official ranking (untrained items scored)")
         ax.axhline(paper, ls="--", c="gray", label="paper")
-        for other in ("sasrec", "gru4rec"):
+        for other, color in (("sasrec", "C2"), ("gru4rec", "C3"), ("pop", "C7")):
             if other in res["models"]:
-                ax.axhline(res["models"][other]["unmasked"][key], ls=":", label=other, c="C2" if other == "sasrec" else "C3")
+                ax.axhline(res["models"][other]["unmasked"][key], ls=":", label=other, c=color)
         ax.set_xlabel("guidance weight w")
         ax.set_title(f"Zhihu test {key.upper()}")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     fig.savefig(path, dpi=120)
 
 
