@@ -317,7 +317,7 @@ def plot_sweep(res: dict, path: Path) -> None:
             ws = [float(k.split("=")[1]) for k in sweep]
             mean = np.array([v[key]["mean"] for v in sweep.values()])
             std = np.array([v[key]["std"] for v in sweep.values()])
-            line = ax.errorbar(ws, mean, yerr=std, marker="o", label=f"{row} (ours, {info['epochs']} epochs)")
+            line = ax.errorbar(ws, mean, yerr=std, marker="o", label=f"{row} (ours, best epoch {info['best_epoch']} of {info['epochs']})")
             if "official_ranking" in info:  # the same model with every item row scored, at its default w
                 ax.plot([info["default_w"]], [info["official_ranking"]["unmasked"][key]["mean"]], marker="x", ls="",
                         ms=9, c=line[0].get_color(), label=f"{row}, official ranking (untrained items scored)")
