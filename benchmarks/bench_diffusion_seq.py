@@ -118,8 +118,7 @@ def by_rows(model, split, groups: dict, seeds=None) -> dict:
     import dataclasses
     out = {}
     for name, rows in groups.items():
-        sub = dataclasses.replace(split, test=split.test.subset(rows))
-        sub._csr = {}
+        sub = dataclasses.replace(split, test=split.test.subset(rows))  # a fresh cache (Split._csr is init=False)
         m = over_seeds(model, sub, seeds, False) if seeds is not None else test_metrics(model, sub, False)[0]
         out[name] = {"rows": int(rows.sum()), **m}
     return out

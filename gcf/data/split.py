@@ -30,7 +30,7 @@ class Split:
     valid: Interactions
     test: Interactions
     method: str = ""
-    _csr: dict = field(default_factory=dict, repr=False)
+    _csr: dict = field(default_factory=dict, init=False, repr=False)  # per-instance cache: replace() starts a fresh one
     fields: list | None = None  # the dataset's declared feature fields (gcf.data.fields), for feature models
 
     def __post_init__(self):
