@@ -10,7 +10,9 @@ among all items (history masked) and among 100 uniform negatives outside the his
 - ``no_attr`` (``item_features=none``), ``no_ctx`` (``context=off``), ``no_ca``
   (``cross_attention=false``, the paper's "w/o CA"), ``ids_only`` (no attributes, no context);
 - ``official_attn`` (``official_attention=true``: the official code's leaking attention),
-  ``cand_last`` (``candidate_time=last``): run with ``--extra``.
+  ``cand_last`` (``candidate_time=last``), ``pos`` (``positions=right``: SASRec's learned
+  positions, not in the paper), ``pos_add`` (and ``residual=add``), ``no_ca_pos``, ``no_ca_pos_add``: name them in
+  ``--variants``.
 
     GCF_DATA_DIR=../shared/data python benchmarks/bench_carca.py --dataset ml-100k --seeds 1
     GCF_DATA_DIR=../shared/data python benchmarks/bench_carca.py --dataset beauty \
@@ -45,6 +47,10 @@ VARIANTS = {
     "ids_only": ("carca", ["item_features=none", "context=off"]),
     "official_attn": ("carca", ["official_attention=true"]),
     "cand_last": ("carca", ["candidate_time=last"]),
+    "pos": ("carca", ["positions=right"]),
+    "pos_add": ("carca", ["positions=right", "residual=add"]),
+    "no_ca_pos": ("carca", ["cross_attention=false", "positions=right"]),
+    "no_ca_pos_add": ("carca", ["cross_attention=false", "positions=right", "residual=add"]),
 }
 DEFAULT = "sasrec,carca,no_attr,no_ctx,no_ca,ids_only"
 KS = (10,)

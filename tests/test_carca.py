@@ -177,9 +177,9 @@ def test_a_candidates_attributes_change_its_score_only(hand, cross):
     assert changed[:, j].all() and not changed[:, np.r_[0:j, j + 1:30]].any()
 
 
-@pytest.mark.parametrize("cross", [True, False])
-def test_all_item_scoring_equals_the_step_logits_of_the_last_position(hand, cross):
-    model = model_on(hand, cross_attention=cross)
+@pytest.mark.parametrize("cross,positions", [(True, "none"), (False, "none"), (True, "right")])
+def test_all_item_scoring_equals_the_step_logits_of_the_last_position(hand, cross, positions):
+    model = model_on(hand, cross_attention=cross, positions=positions)
     items, times = profile_batch(hand[0])
     fast = model.score_sequences(torch.arange(3), items, times)  # [3, 30]
     cands = torch.arange(1, 31).expand(3, 12, 30)
@@ -187,10 +187,11 @@ def test_all_item_scoring_equals_the_step_logits_of_the_last_position(hand, cros
     torch.testing.assert_close(fast, direct, atol=1e-5, rtol=1e-5)
 
 
-def test_future_profile_items_never_change_an_earlier_steps_logits(hand):
+@pytest.mark.parametrize("positions", ["none", "right"])
+def test_future_profile_items_never_change_an_earlier_steps_logits(hand, positions):
     t = 6
     for official, leaks in ((False, False), (True, True)):
-        model = model_on(hand, official_attention=official)
+        model = model_on(hand, official_attention=official, positions=positions)
         items, times = profile_batch(hand[0])
         cands = torch.randint(1, 31, (3, 12, 4), generator=torch.Generator().manual_seed(1))
         before = model.step_logits(items, times, cands, times)
@@ -200,6 +201,17 @@ def test_future_profile_items_never_change_an_earlier_steps_logits(hand):
         moved = (after[:, :t + 1] - before[:, :t + 1]).abs().max().item()
         assert (moved > 1e-4) == leaks, (official, moved)
         assert (after[:, t + 1:] - before[:, t + 1:]).abs().max() > 1e-4  # later steps do see them
+
+
+@pytest.mark.parametrize("positions", ["none", "right"])
+def test_length_buckets_are_exact_the_loss_ignores_cut_padding_columns(hand, positions):
+    data = hand[0]
+    model = model_on(hand, positions=positions, length_buckets=True)
+    assert model.batches(data, 8).length_buckets
+    full = next(iter(model_on(hand).batches(data, 40).epoch(np.random.default_rng(0))))  # all users, width 12
+    assert (full["items"][:, :3] == 0).all()  # 10 items a user: inputs fill the last 9 columns
+    cut = {k: v[:, 3:] if v.dim() > 1 else v for k, v in full.items()}
+    torch.testing.assert_close(model.loss(cut), model.loss(full))
 
 
 def test_context_reaches_scores_and_positions_are_refused_as_calendar(hand):

@@ -57,6 +57,14 @@ Departures (the official code's defects; the official behaviour is an option whe
 - One epoch is one shuffled pass over the users with >= 2 training items (official: #users /
   batch random users with replacement); the official code has no early stopping or model
   selection and evaluates every 20 epochs on test; here the trainer stops early on validation.
+- ``positions=right`` adds SASRec's learned positional embedding to the profile (the newest item
+  at position ``L - 1``; candidates get none). Not in the paper or the official code, which have
+  no positions (default ``none``): there the non-causal attention sees the whole profile, while
+  in the leak-free causal form the order reaches the model only through the causal mask.
+- ``length_buckets=true`` batches users of similar length and cuts each batch to its longest
+  row (:class:`seq.data.NextItemBatches`); exact here (no positions counted from the left,
+  padding keys masked), and on short-sequence data such as Beauty (mean ~9 items at ``L = 50``)
+  most of the columns are padding.
 - Defaults are CPU-sized (``configs/model/carca.yaml``): d 64 (official 90 on Beauty), dropout 0.2,
   lr 1e-3 (official 1e-4 for 1,801 epochs).
 
@@ -157,6 +165,8 @@ class CARCA(SeqRecommender):
         official_attention: the official non-causal attention, which leaks the positive (False).
         n_negatives: negatives per position (1). l2_emb: ``l2_emb * sum(E^2) / 2`` (1e-4).
         adam_beta2: 0.98. score_chunk: candidates per chunk when ranking all items (1024).
+        positions: ``none`` (official) | ``right`` (SASRec's learned positions on the profile).
+        length_buckets: batches of users of similar length, cut to their longest row (False).
         item_attribute_matrix: a ready ``[n_items, F]`` matrix instead of ``item_features``.
 
     Shapes: ``items [B, L]`` seq ids, ``times [B, L]`` seconds -> profile ``[B, L, d]``; scores
@@ -169,6 +179,7 @@ class CARCA(SeqRecommender):
                  cross_attention: bool = True, cross_residual: bool = True, residual: str = "product",
                  proj_activation: bool = True, official_attention: bool = False, n_negatives: int = 1,
                  l2_emb: float = 1e-4, adam_beta2: float = 0.98, score_chunk: int = 1024,
+                 positions: str = "none", length_buckets: bool = False,
                  item_attribute_matrix: np.ndarray | None = None):
         super().__init__(data, max_len)
         if residual not in ("product", "add"):
@@ -177,11 +188,14 @@ class CARCA(SeqRecommender):
             raise ValueError(f"candidate_time must be 'target' or 'last', got {candidate_time!r}")
         if n_negatives < 1:
             raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
+        if positions not in ("none", "right"):
+            raise ValueError(f"positions must be 'none' or 'right', got {positions!r}")
         d = int(hidden_size)
         self.d, self.n_negatives, self.l2_emb, self.adam_beta2 = d, int(n_negatives), float(l2_emb), float(adam_beta2)
         self.cross_attention, self.cross_residual = bool(cross_attention), bool(cross_residual)
         self.official_attention, self.candidate_time = bool(official_attention), candidate_time
         self.week_scale, self.score_chunk = float(week_scale), int(score_chunk)
+        self.length_buckets = bool(length_buckets)
 
         # attributes: a buffer [n_items + 1, F], row 0 (padding) zero
         if item_attribute_matrix is None:
@@ -214,6 +228,7 @@ class CARCA(SeqRecommender):
         self.item_embedding = nn.Embedding(self.n_items + 1, d, padding_idx=0)
         self.feature_proj = nn.Linear(n_feat, 5 * d) if n_feat else None
         self.combine = nn.Linear(d + (5 * d if n_feat else 0), d)
+        self.position_embedding = nn.Embedding(self.max_len, d) if positions == "right" else None
         self.input_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(ProfileBlock(d, n_heads, dropout, residual, proj_activation)
                                     for _ in range(n_layers))
@@ -270,7 +285,10 @@ class CARCA(SeqRecommender):
         pad = items == 0
         real = (~pad).unsqueeze(-1).float()
         ctx = self.context_of(times) if self.context else None
-        x = self.input_dropout(self.embed(items, ctx)) * real  # [B, L, d]
+        x = self.embed(items, ctx)  # [B, L, d]
+        if self.position_embedding is not None:  # newest item at position max_len - 1 (rows may be cut)
+            x = x + self.position_embedding.weight[self.max_len - items.shape[1]:]
+        x = self.input_dropout(x) * real
         mask = padding_mask(pad) if self.official_attention else causal_mask(pad)
         for block in self.blocks:
             x = block(x, mask, real)
@@ -288,7 +306,7 @@ class CARCA(SeqRecommender):
         return self.n_negatives
 
     def batches(self, data, batch_size: int):
-        return NextItemTimeBatches(data, batch_size, self.max_len, self.n_negatives)
+        return NextItemTimeBatches(data, batch_size, self.max_len, self.n_negatives, self.length_buckets)
 
     def candidate_offset(self, users: torch.Tensor) -> torch.Tensor | None:
         """``[B, d]`` added to every candidate vector of each user (query side), or ``None``:
