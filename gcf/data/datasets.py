@@ -1,9 +1,12 @@
-"""Named datasets: ``load_dataset("gowalla")`` -> ``(interactions, own_test_or_None)``.
+"""Named datasets: ``load_dataset("gowalla")`` -> ``(interactions, own_test_or_None)``;
+``load_dataset(name, with_valid=True)`` -> ``(interactions, own_test_or_None, own_valid_or_None)``.
 
 Each name is a YAML file ``configs/data/<name>.yaml`` with the keys
 
 - ``format``: atomic | movielens | lightgcn_txt | pairs_txt | seq_pairs | seq_lines |
-  diffurec_pickle | table (see :mod:`gcf.data.loaders`);
+  diffurec_pickle | diffrec_npy | table (see :mod:`gcf.data.loaders`); ``diffrec_npy`` (a folder
+  with DiffRec's ``train_list.npy``/``valid_list.npy``/``test_list.npy``) is the one format that
+  brings its own validation part as well, which ``split: fixed`` then uses as it is;
 - ``path`` (and ``test_path`` for pairs_txt; ``user_col``/``item_col``/``rating_col``/
   ``time_col``/``sep`` for table), relative to the data directory;
 - the dataset's default preparation: ``rating_threshold``, ``user_k``, ``item_k``, ``split``,
@@ -25,7 +28,7 @@ EMBEDDED_DIR = Path(__file__).resolve().parent  # holds ml-latest-small/
 EMBEDDED = ("ml-latest-small",)
 
 FORMATS = ("atomic", "movielens", "lightgcn_txt", "pairs_txt", "seq_pairs", "seq_lines",
-           "diffurec_pickle", "table")
+           "diffurec_pickle", "diffrec_npy", "table")
 LOADER_KEYS = {"format", "path", "test_path", "sep", "user_col", "item_col", "rating_col", "time_col"}
 PREPARE_KEYS = {"rating_threshold", "user_k", "item_k", "split", "split_ratios", "valid_ratio"}
 
@@ -60,11 +63,16 @@ def _check_config(cfg: dict, where: str) -> None:
                 raise ValueError(f"{where}: format 'table' needs the key {key!r}")
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **overrides
-                 ) -> tuple[Interactions, Interactions | None]:
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, with_valid: bool = False, **overrides
+                 ) -> tuple[Interactions, Interactions | None] | tuple[Interactions, Interactions | None,
+                                                                      Interactions | None]:
     """Load a named dataset: ``(interactions, test)`` where ``test`` is the source's own test
     file (gowalla, lastfm) sharing the id space, else ``None``. No filtering or splitting
-    happens here. ``overrides`` replace keys of the YAML file (e.g. ``path=...``)."""
+    happens here. ``overrides`` replace keys of the YAML file (e.g. ``path=...``).
+
+    ``with_valid=True`` returns ``(interactions, test, valid)``, ``valid`` being the source's own
+    validation file (format ``diffrec_npy``) or ``None``. Without it, a dataset that has its own
+    validation file is an error rather than a silent loss of that file."""
     cfg = dataset_config(name)
     unknown = sorted(set(overrides) - LOADER_KEYS - PREPARE_KEYS - set(cfg))
     if unknown:
@@ -73,7 +81,14 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **overrid
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     _check_config(cfg, f"dataset {name!r}")
     root = _data_root(name, cfg, data_dir)
-    return _LOAD[cfg["format"]](cfg, root)
+    parts = _LOAD[cfg["format"]](cfg, root)
+    inter, test, valid = parts if len(parts) == 3 else (*parts, None)
+    if with_valid:
+        return inter, test, valid
+    if valid is not None:
+        raise ValueError(f"dataset {name!r} (format {cfg['format']!r}) comes with its own validation file: "
+                         "load it with load_dataset(..., with_valid=True) (gcf.data.prepare.load_split does)")
+    return inter, test
 
 
 # ------------------------------------------------------------------ data directory
@@ -84,6 +99,8 @@ def _required(cfg: dict) -> list[str]:
         return [path + ".inter"]
     if fmt == "lightgcn_txt":
         return [f"{path}/train.txt", f"{path}/test.txt"]
+    if fmt == "diffrec_npy":
+        return [f"{path}/{part}_list.npy" for part in ("train", "valid", "test")]
     if fmt == "pairs_txt" and cfg.get("test_path"):
         return [path, cfg["test_path"]]
     return [path]
@@ -116,6 +133,11 @@ def _one(inter: Interactions) -> tuple[Interactions, None]:
     return inter, None
 
 
+def _train_test_valid(train: Interactions, valid: Interactions, test: Interactions
+                      ) -> tuple[Interactions, Interactions, Interactions]:
+    return train, test, valid
+
+
 _LOAD = {
     "atomic": lambda c, r: _one(loaders.load_atomic(r / c["path"])),
     "movielens": lambda c, r: _one(loaders.load_movielens(r / c["path"])),
@@ -125,6 +147,7 @@ _LOAD = {
     "seq_pairs": lambda c, r: _one(loaders.load_sequence_pairs(r / c["path"], c.get("sep"))),
     "seq_lines": lambda c, r: _one(loaders.load_sequence_lines(r / c["path"])),
     "diffurec_pickle": lambda c, r: _one(loaders.load_diffurec_pickle(r / c["path"])),
+    "diffrec_npy": lambda c, r: _train_test_valid(*loaders.load_diffrec_npy(r / c["path"])),
     "table": lambda c, r: _one(loaders.load_table(r / c["path"], c["user_col"], c["item_col"],
                                                   c.get("rating_col"), c.get("time_col"), c.get("sep") or ",")),
 }

@@ -10,12 +10,15 @@ Formats:
 - :func:`load_sequence_pairs` -- ``user item`` per line, chronological (BERT4Rec).
 - :func:`load_sequence_lines` -- ``user i1 i2 ...`` per line, chronological (S3-Rec).
 - :func:`load_diffurec_pickle` -- DiffuRec's ``dataset.pkl`` (ML-1M sequences).
+- :func:`load_diffrec_npy` -- DiffRec's ``train_list.npy``/``valid_list.npy``/``test_list.npy``
+  (``[n, 2]`` integer (user, item) pairs); :func:`download_diffrec` fetches and unpacks the
+  official ``.rar`` archives (needs ``unar``, ``unrar`` or ``7z``).
 - :func:`load_table` -- any CSV/TSV/Parquet with a column mapping.
 
 Parsing is vectorised (numpy on the raw bytes, pandas for the columns). Every file is
 validated first, and a malformed file raises :class:`DataFormatError` (a ``ValueError``)
 naming the file and where in it the problem is -- the 1-based line (``row`` for Parquet),
-the column or the pickle key -- and what was expected, e.g.
+the column, the pickle key or the 1-based ``row`` of a ``.npy`` array -- and what was expected, e.g.
 ``ml-100k.inter line 5: expected 4 tab-separated fields, got 3``. Nothing is skipped
 silently except blank lines. Text is read as UTF-8 (a leading byte-order mark is dropped),
 falling back to Latin-1; lines end with ``\\n`` or ``\\r\\n``. Ids must be non-empty and
@@ -35,6 +38,8 @@ import itertools
 import os
 import pickle
 import shutil
+import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -49,8 +54,8 @@ from .interactions import Interactions, _sorted_ids
 
 __all__ = [
     "load_atomic", "load_movielens", "download_movielens", "load_lightgcn_txt", "load_pairs_txt",
-    "load_sequence_pairs", "load_sequence_lines", "load_diffurec_pickle", "load_table",
-    "DataFormatError", "MOVIELENS_URL",
+    "load_sequence_pairs", "load_sequence_lines", "load_diffurec_pickle", "load_diffrec_npy", "download_diffrec",
+    "load_table", "DataFormatError", "MOVIELENS_URL", "DIFFREC_URL",
 ]
 
 
@@ -897,6 +902,182 @@ def _existing(path: Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     return path
+
+
+# ===================================================================== DiffRec .npy splits
+DIFFREC_URL = "https://github.com/YiyanXu/DiffRec/raw/main/datasets"
+DIFFREC_NAMES = ("ml-1m_clean", "ml-1m_noisy", "yelp_clean", "yelp_noisy", "amazon-book_clean", "amazon-book_noisy")
+DIFFREC_PARTS = ("train", "valid", "test")
+_RAR_MAGIC = b"Rar!\x1a\x07"
+# extraction commands, tried in this order: (executable, argv builder(archive, out_dir))
+_RAR_TOOLS = (
+    ("unar", lambda archive, out: ["unar", "-q", "-f", "-D", "-o", str(out), str(archive)]),
+    ("unrar", lambda archive, out: ["unrar", "x", "-o+", "-y", "-idq", str(archive), str(out) + os.sep]),
+    ("7z", lambda archive, out: ["7z", "x", "-y", "-bd", f"-o{out}", str(archive)]),
+    ("7zz", lambda archive, out: ["7zz", "x", "-y", "-bd", f"-o{out}", str(archive)]),
+)
+
+
+def _pairs_npy(path: Path) -> np.ndarray:
+    """The ``[n, 2]`` int64 (user, item) array of one DiffRec ``.npy`` file, checked: a plain
+    (no pickle) non-empty integer array of shape ``[n, 2]`` with non-negative int64 ids."""
+    path = Path(path)
+    raw = _existing(path).read_bytes()
+    try:
+        arr = np.load(io.BytesIO(raw), allow_pickle=False)
+    except Exception as e:  # a damaged header or body fails as ValueError, EOFError, OSError, ...
+        raise DataFormatError(f"{path}: not a readable .npy array without pickled objects "
+                              f"({type(e).__name__}: {e})") from None
+    if not isinstance(arr, np.ndarray):
+        raise DataFormatError(f"{path}: expected a single .npy array, got {type(arr).__name__}")
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise DataFormatError(f"{path}: expected an array of shape [n, 2] (user, item) rows, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise DataFormatError(f"{path}: expected integer (user, item) ids, got dtype {arr.dtype}")
+    if len(arr) == 0:
+        raise DataFormatError(f"{path}: the file holds no (user, item) rows")
+    if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8:
+        big = np.flatnonzero((arr > _INT64_MAX).any(1))
+        if len(big):
+            r = int(big[0])
+            raise DataFormatError(f"{path} row {r + 1}: id {int(arr[r].max())} is larger than {_INT64_MAX}")
+    arr = arr.astype(np.int64)
+    negative = np.flatnonzero((arr < 0).any(1))
+    if len(negative):
+        r = int(negative[0])
+        what = "user" if arr[r, 0] < 0 else "item"
+        raise DataFormatError(f"{path} row {r + 1}: negative {what} id {int(arr[r].min())} "
+                              f"(expected 0-based ids, got ({arr[r, 0]}, {arr[r, 1]}))")
+    return arr
+
+
+def _first_shared_pair(a: np.ndarray, b: np.ndarray) -> tuple[int, int] | None:
+    """0-based rows ``(in a, in b)`` of the first (in ``a``'s order) pair present in both, else None."""
+    ka = pd.MultiIndex.from_arrays([a[:, 0], a[:, 1]])
+    kb = pd.MultiIndex.from_arrays([b[:, 0], b[:, 1]])
+    in_b = ka.isin(kb)
+    if not in_b.any():
+        return None
+    ra = int(np.flatnonzero(in_b)[0])
+    rb = int(np.flatnonzero((b[:, 0] == a[ra, 0]) & (b[:, 1] == a[ra, 1]))[0])
+    return ra, rb
+
+
+def load_diffrec_npy(directory, train_name: str = "train_list.npy", valid_name: str = "valid_list.npy",
+                     test_name: str = "test_list.npy") -> tuple[Interactions, Interactions, Interactions]:
+    """DiffRec's split (YiyanXu/DiffRec ``datasets/<name>/``): ``train_list.npy``,
+    ``valid_list.npy`` and ``test_list.npy``, each an ``[n, 2]`` integer array of 0-based
+    (user, item) pairs. Returns ``(train, valid, test)`` over one id space, the union of the
+    ids of the three files in numeric order (dense 0-based files keep their ids in place).
+
+    A file that is not a plain integer ``[n, 2]`` array, an empty one, a negative id, or a
+    (user, item) pair found in two of the files raises :class:`DataFormatError` naming the
+    file(s) and the 1-based row(s). A pair repeated within one file is kept (the split merges
+    repeats, :meth:`Interactions.dedup`)."""
+    directory = Path(directory)
+    paths = [directory / n for n in (train_name, valid_name, test_name)]
+    arrays = [_pairs_npy(p) for p in paths]
+    for (i, a), (j, b) in itertools.combinations(enumerate(arrays), 2):
+        shared = _first_shared_pair(a, b)
+        if shared is not None:
+            ra, rb = shared
+            raise DataFormatError(
+                f"{paths[i]} row {ra + 1}: (user, item) pair ({a[ra, 0]}, {a[ra, 1]}) is also in {paths[j]} "
+                f"row {rb + 1}; the {DIFFREC_PARTS[i]} and {DIFFREC_PARTS[j]} parts must be disjoint")
+    user_ids = _sorted_ints(*(a[:, 0] for a in arrays))
+    item_ids = _sorted_ints(*(a[:, 1] for a in arrays))
+    parts = []
+    for k, (path, arr) in enumerate(zip(paths, arrays)):
+        src = _source(*paths) if k == 0 else str(path)
+        parts.append(_interactions(arr[:, 0], arr[:, 1], source=src, user_ids=user_ids, item_ids=item_ids))
+    return parts[0], parts[1], parts[2]
+
+
+def download_diffrec(name: str = "ml-1m_clean", dest_dir=".", base_url: str = DIFFREC_URL, force: bool = False,
+                     timeout: float = 60.0) -> Path:
+    """Download ``{base_url}/{name}.rar`` (the official DiffRec split) into ``dest_dir``, check
+    that it is a RAR archive, unpack it with an external tool (``unar``, else ``unrar``, else
+    ``7z``/``7zz``: Python cannot read RAR) and return the folder ``dest_dir/name`` holding
+    ``train_list.npy``, ``valid_list.npy`` and ``test_list.npy`` (for :func:`load_diffrec_npy`;
+    ``data_dir=dest_dir`` for the named dataset). An archive or folder already there is reused
+    unless ``force``. ``base_url`` may be a ``file://`` URL (a local mirror). Without any of the
+    tools: ``FileNotFoundError`` saying what to install and where to put the unpacked folder."""
+    if name not in DIFFREC_NAMES:
+        raise ValueError(f"unknown DiffRec dataset {name!r}; known: {', '.join(DIFFREC_NAMES)}")
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / name
+    needed = [target / f"{part}_list.npy" for part in DIFFREC_PARTS]
+    if not force and all(p.is_file() for p in needed):
+        return target
+    archive = dest / f"{name}.rar"
+    url = f"{base_url.rstrip('/')}/{name}.rar"
+    if force or not (archive.exists() and _is_rar(archive)):
+        _download(url, archive, timeout)
+    if not _is_rar(archive):
+        archive.unlink()
+        raise ValueError(f"{url}: the download is not a RAR archive")
+    _extract_rar(archive, dest, name, needed)
+    return target
+
+
+def _is_rar(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(_RAR_MAGIC)) == _RAR_MAGIC
+
+
+def _extract_rar(archive: Path, dest: Path, name: str, needed: list[Path]) -> None:
+    """Unpack ``archive`` into a fresh folder inside ``dest`` with the first tool that works, then
+    move the folder holding ``train_list.npy`` to ``dest/name``."""
+    tools = [(exe, argv) for exe, argv in _RAR_TOOLS if shutil.which(exe)]
+    hint = (f"install unar (Debian/Ubuntu: sudo apt-get install unar; macOS: brew install unar), or unpack "
+            f"{archive} yourself so that {needed[0]} exists (the archive's folder {name}/ goes into {dest}; "
+            f"then pass data_dir={dest} or set GCF_DATA_DIR={dest})")
+    if not tools:
+        raise FileNotFoundError(f"{archive}: unpacking a RAR archive needs unar, unrar or 7z, and none is "
+                                f"installed: {hint}")
+    failures = []
+    for exe, argv in tools:
+        with tempfile.TemporaryDirectory(dir=dest, prefix=f".{name}-unpack-") as tmp:
+            out = Path(tmp)
+            try:
+                done = subprocess.run(argv(archive.resolve(), out.resolve()), capture_output=True, text=True,
+                                      stdin=subprocess.DEVNULL, timeout=600)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                failures.append(f"{exe}: {e}")
+                continue
+            found = sorted(p.parent for p in out.rglob("train_list.npy")
+                           if all((p.parent / f"{part}_list.npy").is_file() for part in DIFFREC_PARTS))
+            tail = (done.stderr or done.stdout or "").strip().splitlines()[-1:] or ["no output"]
+            if not found:
+                failures.append(f"{exe}: exit status {done.returncode}, no train/valid/test_list.npy unpacked "
+                                f"({tail[0]})")
+                continue
+            keep = None  # everything the tool unpacked
+            if done.returncode != 0:
+                # unar 1.10 fails on the item_emb.npy (L-DiffRec's LightGCN vectors, unused here) of the
+                # official ml-1m_clean.rar and unpacks the three lists: keep them if they read back whole.
+                try:
+                    for part in DIFFREC_PARTS:
+                        _pairs_npy(found[0] / f"{part}_list.npy")
+                except DataFormatError as e:
+                    failures.append(f"{exe}: exit status {done.returncode}, {e}")
+                    continue
+                keep = {f"{part}_list.npy" for part in DIFFREC_PARTS}
+                warnings.warn(f"{archive}: {exe} failed on part of the archive ({tail[0]}); kept the three "
+                              f"*_list.npy files, which read back whole", stacklevel=3)
+            target = dest / name
+            target.mkdir(exist_ok=True)
+            for child in found[0].iterdir():  # replaces what an earlier (partial) unpacking left there
+                if keep is not None and child.name not in keep:
+                    continue
+                if (target / child.name).is_dir() and not (target / child.name).is_symlink():
+                    shutil.rmtree(target / child.name)
+                elif (target / child.name).exists() or (target / child.name).is_symlink():
+                    (target / child.name).unlink()
+                shutil.move(str(child), str(target / child.name))
+            return
+    raise OSError(f"{archive}: could not unpack it ({'; '.join(failures)}): {hint}")
 
 
 # =================================================================================== tables

@@ -19,8 +19,8 @@ def load_split(cfg: dict) -> Split:
     removed (:meth:`Interactions.labelled`). The dataset's declared ``fields`` are checked here
     (an unknown key, type or source is an error naming it) and travel with the split."""
     fields = parse_fields(cfg.get("fields"))  # fail before loading anything
-    inter, test = load_dataset(cfg["dataset"], cfg.get("data_dir"),
-                               **{k: cfg[k] for k in ("format", "path") if cfg.get(k) is not None})
+    inter, test, valid = load_dataset(cfg["dataset"], cfg.get("data_dir"), with_valid=True,
+                                      **{k: cfg[k] for k in ("format", "path") if cfg.get(k) is not None})
     threshold = cfg.get("rating_threshold")
     inter = inter.implicit(threshold)
     if cfg.get("label_threshold") is not None:
@@ -33,10 +33,13 @@ def load_split(cfg: dict) -> Split:
             raise ValueError(f"dataset {cfg['dataset']!r} has a fixed test file: user_k/item_k filtering "
                              "would change its id space; set user_k=0 item_k=0")
         test = test.implicit(threshold) if test.ratings is not None else test
+        if valid is not None and valid.ratings is not None:
+            valid = valid.implicit(threshold)
     else:
         inter = inter.k_core(int(cfg.get("user_k") or 0), int(cfg.get("item_k") or 0))
     split = make_split(inter.dedup(), cfg["split"], tuple(cfg["split_ratios"]), int(cfg["seed"]),
-                       test=None if test is None else test.dedup(), valid_ratio=float(cfg.get("valid_ratio", 0.1)))
+                       test=None if test is None else test.dedup(), valid_ratio=float(cfg.get("valid_ratio", 0.1)),
+                       valid=None if valid is None else valid.dedup())
     for part in ("train", "test"):
         if len(getattr(split, part)) == 0:
             raise ValueError(f"dataset {cfg['dataset']!r}: the {part} split is empty after filtering ({split.summary()})")

@@ -8,7 +8,8 @@
 - :func:`temporal`: one global cut in time (the oldest 80% train, ...).
 - :func:`leave_one_out`: per user by time, last = test, second-last = valid.
 - :func:`fixed`: the source's own train/test files; a validation part is carved out of train
-  per user (``valid_ratio``; 0 disables validation).
+  per user (``valid_ratio``; 0 disables validation), unless the source brings its own
+  validation file too (DiffRec's ``valid_list.npy``): then that one is the validation part.
 """
 from __future__ import annotations
 
@@ -172,10 +173,17 @@ def leave_one_out(inter: Interactions) -> Split:
     return _from_parts(inter, part, "leave_one_out")
 
 
-def fixed(train: Interactions, test: Interactions, valid_ratio: float = 0.1, seed: int = 2020) -> Split:
-    """The source's own train/test; ``valid_ratio`` of each user's train rows become valid."""
+def fixed(train: Interactions, test: Interactions, valid_ratio: float = 0.1, seed: int = 2020,
+          valid: Interactions | None = None) -> Split:
+    """The source's own train/test; ``valid_ratio`` of each user's train rows become valid.
+    With ``valid`` (the source's own validation file) the three parts are taken as they are and
+    ``valid_ratio``/``seed`` play no part."""
     if train.n_users != test.n_users or train.n_items != test.n_items:
         raise ValueError("fixed split: train and test files must share one id space")
+    if valid is not None:
+        if valid.n_users != train.n_users or valid.n_items != train.n_items:
+            raise ValueError("fixed split: train, valid and test files must share one id space")
+        return Split(train, valid, test, "fixed(own valid file)")
     if valid_ratio > 0:
         rng = np.random.default_rng(seed)
         rank, total = _rank_within_user(train.users, rng.random(len(train)))
@@ -192,11 +200,14 @@ def _from_parts(inter: Interactions, part: np.ndarray, method: str) -> Split:
 
 
 def make_split(inter: Interactions, method: str, ratios=(0.8, 0.1, 0.1), seed: int = 2020,
-               test: Interactions | None = None, valid_ratio: float = 0.1) -> Split:
+               test: Interactions | None = None, valid_ratio: float = 0.1,
+               valid: Interactions | None = None) -> Split:
     """Dispatch on the config's ``split`` key. Repeated (user, item) pairs are merged first
-    (the latest occurrence is kept, :meth:`Interactions.dedup`), so no pair lands in two parts."""
+    (the latest occurrence is kept, :meth:`Interactions.dedup`), so no pair lands in two parts.
+    ``test`` (and ``valid``) are the source's own files, used by ``fixed``."""
     inter = inter.dedup()
     test = None if test is None else test.dedup()
+    valid = None if valid is None else valid.dedup()
     if method == "random":
         return random_ratio(inter, ratios, seed)
     if method == "global_random":
@@ -208,5 +219,5 @@ def make_split(inter: Interactions, method: str, ratios=(0.8, 0.1, 0.1), seed: i
     if method == "fixed":
         if test is None:
             raise ValueError("split=fixed needs a dataset with its own test file")
-        return fixed(inter, test, valid_ratio, seed)
+        return fixed(inter, test, valid_ratio, seed, valid=valid)
     raise ValueError(f"unknown split {method!r}; expected one of: random, global_random, temporal, loo, fixed")
