@@ -16,7 +16,7 @@ among all items (history masked) and among 100 uniform negatives outside the his
 
     GCF_DATA_DIR=../shared/data python benchmarks/bench_carca.py --dataset ml-100k --seeds 1
     GCF_DATA_DIR=../shared/data python benchmarks/bench_carca.py --dataset beauty \
-        --variants sasrec,carca,no_attr,no_ca --epochs 30
+        --variants sasrec,carca,no_ca_pos_add --extra length_buckets=true --sasrec-extra length_buckets=true
 
 Writes ``benchmarks/results/carca_<dataset>.json`` and prints a Markdown table.
 """
@@ -105,6 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="1")
     p.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the model's config)")
     p.add_argument("--extra", default="", help="space-separated key=value added to every CARCA variant")
+    p.add_argument("--sasrec-extra", default="", help="space-separated key=value added to the SASRec variant")
     p.add_argument("--out", default=None)
     p.add_argument("--runs", default="runs/bench_carca")
     a = p.parse_args(argv)
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
         for v in names:
             if (v, seed) in done:
                 continue
-            extra = a.extra.split() if VARIANTS[v][0] == "carca" else []
+            extra = (a.extra if VARIANTS[v][0] == "carca" else a.sasrec_extra).split()
             r = one(v, a.dataset, seed, a.epochs, Path(a.runs), extra)
             print(json.dumps(r), flush=True)
             rows.append(r)

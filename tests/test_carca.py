@@ -177,9 +177,11 @@ def test_a_candidates_attributes_change_its_score_only(hand, cross):
     assert changed[:, j].all() and not changed[:, np.r_[0:j, j + 1:30]].any()
 
 
-@pytest.mark.parametrize("cross,positions", [(True, "none"), (False, "none"), (True, "right")])
-def test_all_item_scoring_equals_the_step_logits_of_the_last_position(hand, cross, positions):
-    model = model_on(hand, cross_attention=cross, positions=positions)
+@pytest.mark.parametrize("cross,positions,context", [(True, "none", "on"), (False, "none", "on"),
+                                                      (True, "right", "on"), (True, "none", "off")])
+def test_all_item_scoring_equals_the_step_logits_of_the_last_position(hand, cross, positions, context):
+    # context off: every user shares the candidates (CARCA.shared_cross_logits, no [B, Q, d] output)
+    model = model_on(hand, cross_attention=cross, positions=positions, context=context)
     items, times = profile_batch(hand[0])
     fast = model.score_sequences(torch.arange(3), items, times)  # [3, 30]
     cands = torch.arange(1, 31).expand(3, 12, 30)
@@ -212,6 +214,24 @@ def test_length_buckets_are_exact_the_loss_ignores_cut_padding_columns(hand, pos
     assert (full["items"][:, :3] == 0).all()  # 10 items a user: inputs fill the last 9 columns
     cut = {k: v[:, 3:] if v.dim() > 1 else v for k, v in full.items()}
     torch.testing.assert_close(model.loss(cut), model.loss(full))
+
+
+@pytest.mark.parametrize("cross,positions,context", [(True, "none", "on"), (False, "right", "on"),
+                                                      (True, "right", "off"), (True, "none", "off")])
+def test_ranking_in_length_sorted_cut_chunks_equals_the_full_width_scores(cross, positions, context):
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(2, 15, 30)  # histories shorter and longer than max_len 12
+    users = np.repeat(np.arange(30), lengths)
+    items = np.concatenate([rng.choice(25, n, replace=False) for n in lengths])
+    data = inter_data(users, items, 1.6e9 + np.arange(len(users)) * 3600.0, n_items=25)
+    torch.manual_seed(0)
+    model = CARCA(data, item_attribute_matrix=rng.random((25, 3)).astype(np.float32), cross_attention=cross,
+                  positions=positions, context=context, **SMALL).eval()
+    model.trim_chunk = 7  # several chunks of different widths
+    u = torch.arange(30)
+    padded, times = data.sequences.padded(u.numpy(), 12)
+    want = model.score_sequences(u, torch.from_numpy(padded), torch.from_numpy(times))
+    torch.testing.assert_close(model.score(u), want, atol=1e-5, rtol=1e-5)
 
 
 def test_context_reaches_scores_and_positions_are_refused_as_calendar(hand):

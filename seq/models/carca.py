@@ -117,8 +117,10 @@ class LeakyAttention(MultiHeadAttention):
         self.act = nn.LeakyReLU(0.2) if proj_activation else nn.Identity()
 
     def forward(self, query_in: torch.Tensor, kv_in: torch.Tensor, mask: torch.Tensor, rel=None) -> torch.Tensor:
-        B, Lq, d = query_in.shape
-        q = self._heads(self.act(self.q(query_in)))  # [B, h, Lq, d_h]
+        """``query_in [1, Lq, d]`` (queries shared by every row of ``kv_in``, e.g. all items as
+        candidates) is projected once and broadcast."""
+        B, (_, Lq, d) = kv_in.shape[0], query_in.shape
+        q = self._heads(self.act(self.q(query_in))).expand(B, -1, -1, -1)  # [B, h, Lq, d_h]
         k, v = self._heads(self.act(self.k(kv_in))), self._heads(self.act(self.v(kv_in)))  # [B, h, L, d_h]
         p = self.attn_dropout if self.training else 0.0
         z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # [B, h, Lq, d_h]
@@ -172,6 +174,8 @@ class CARCA(SeqRecommender):
     Shapes: ``items [B, L]`` seq ids, ``times [B, L]`` seconds -> profile ``[B, L, d]``; scores
     ``[B, n_items]``.
     """
+
+    trim_padding = True  # scores ignore leading padding columns (SeqRecommender.score)
 
     def __init__(self, data, max_len: int = 50, hidden_size: int = 64, n_layers: int = 3, n_heads: int = 1,
                  dropout: float = 0.2, item_features: str | None = "auto", tag_min_items: int = 2,
@@ -295,11 +299,28 @@ class CARCA(SeqRecommender):
         return self.final_norm(x)
 
     def cross_logits(self, cand: torch.Tensor, profile: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``[B, Q]`` logits of candidates ``cand [B, Q, d]`` attending to ``profile [B, L, d]``."""
+        """``[B, Q]`` logits of candidates ``cand [B or 1, Q, d]`` attending to ``profile [B, L, d]``."""
+        if cand.shape[0] == 1 and not self.training:
+            return self.shared_cross_logits(cand[0], profile, mask)
         z = self.cross(cand, profile, mask)  # [B, Q, d]
         if self.cross_residual:
             z = z * cand
         return self.logit(z).squeeze(-1)
+
+    def shared_cross_logits(self, cand: torch.Tensor, profile: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`cross_logits` for candidates ``cand [Q, d]`` shared by every user (ranking all
+        items, no attention dropout), without the ``[B, Q, d]`` attention output: the logit is
+        linear in it, ``w . (z_q * c_q) = sum_l p_ql (v_l . (c_q * w))``, so only ``[B, h, Q, L]``
+        tensors are built (``L`` is the cut history width, ~9 on Beauty, against ``d = 64``)."""
+        att, B = self.cross, profile.shape[0]
+        h, dh = att.h, self.d // att.h
+        q = att.act(att.q(cand)).view(-1, h, dh).transpose(0, 1) / math.sqrt(dh)  # [h, Q, dh], scaled
+        k, v = att._heads(att.act(att.k(profile))), att._heads(att.act(att.v(profile)))  # [B, h, L, dh]
+        w = self.logit.weight[0]  # [d]
+        cw = (cand * w if self.cross_residual else w.expand_as(cand)).view(-1, h, dh).transpose(0, 1)  # [h, Q, dh]
+        p = torch.softmax((q @ k.transpose(-1, -2)).masked_fill_(~mask, float("-inf")), -1)  # [B, h, Q, L]
+        m = cw @ v.transpose(-1, -2)  # [B, h, Q, L]: v_l . (c_q * w) per head
+        return (p * m).sum((1, 3)) + self.logit.bias
 
     # ------------------------------------------------------------ training
     def n_negatives_for_loss(self) -> int:
@@ -381,8 +402,8 @@ class CARCA(SeqRecommender):
         mask = padding_mask(items == 0)  # [B, 1, 1, L]: every real history item
         out = []
         for start in range(0, self.n_items, self.score_chunk):
-            cand = base[start:start + self.score_chunk].unsqueeze(0).expand(len(items), -1, -1)  # [B, c, d]
+            cand = base[start:start + self.score_chunk].unsqueeze(0)  # [1, c, d]: projected once for all users
             if shift is not None:
-                cand = cand + shift
+                cand = cand + shift  # [B, c, d]
             out.append(self.cross_logits(cand, h, mask))
         return torch.cat(out, 1)
