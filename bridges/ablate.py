@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import itertools
 import json
 import logging
@@ -247,6 +248,36 @@ def run_settings(abl: Ablation, variant: Variant, seed: int) -> str:
                       sort_keys=True, default=str)
 
 
+def settings_differ(abl: Ablation, variant: Variant, seed: int, recorded: str) -> list[str]:
+    """The keys whose value differs between a report row's ``settings`` and what the run resolves
+    to now. A model key on one side only counts as the same when its value is the model
+    constructor's default: an option added later with a default that keeps the old behaviour
+    (e.g. CARCA's ``length_buckets=false``) does not make the finished rows stale."""
+    now, old = json.loads(run_settings(abl, variant, seed)), json.loads(recorded)
+    cfg, _ = resolved_config(abl, variant, seed)
+    params = {}  # the constructor's keyword defaults, through **kwargs passed on to a base class
+    for klass in get_model_class(cfg["model"]).__mro__:
+        sig = inspect.signature(klass.__init__).parameters if "__init__" in vars(klass) else {}
+        for name, p in sig.items():
+            params.setdefault(name, p)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values()) and sig:
+            break
+    unset = object()
+
+    def default_of(key):
+        p = params.get(key)
+        return unset if p is None or p.default is inspect.Parameter.empty else json.loads(json.dumps(p.default))
+
+    diff = []
+    for key in sorted(set(now) | set(old)):
+        if key in now and key in old:
+            if now[key] != old[key]:
+                diff.append(key)
+        elif (now if key in now else old)[key] != default_of(key):
+            diff.append(key)
+    return diff
+
+
 def reported_results(abl: Ablation) -> pd.DataFrame:
     """The rows of ``report_dir/results.csv`` made with this ablation's settings.
 
@@ -270,7 +301,7 @@ def reported_results(abl: Ablation) -> pd.DataFrame:
             log.warning("%s: variant %r is not in %s any more; its rows are dropped", path, name, abl.source)
             continue
         recorded = row.get("settings")
-        if isinstance(recorded, str) and recorded == run_settings(abl, variants[name], seed):
+        if isinstance(recorded, str) and not settings_differ(abl, variants[name], seed, recorded):
             keep.append(i)
         elif seed not in abl.seeds:
             stale.append(f"{name} seed {seed}")
