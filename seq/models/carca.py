@@ -176,6 +176,7 @@ class CARCA(SeqRecommender):
     """
 
     trim_padding = True  # scores ignore leading padding columns (SeqRecommender.score)
+    trim_chunk = 64  # narrower length bands than the default 256: ~1.3x faster ranking on Beauty
 
     def __init__(self, data, max_len: int = 50, hidden_size: int = 64, n_layers: int = 3, n_heads: int = 1,
                  dropout: float = 0.2, item_features: str | None = "auto", tag_min_items: int = 2,
