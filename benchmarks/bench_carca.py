@@ -56,8 +56,9 @@ DEFAULT = "sasrec,carca,no_attr,no_ctx,no_ca,ids_only"
 KS = (10,)
 
 
-def one(variant: str, dataset: str, seed: int, epochs: int | None, out_root: Path, extra: list) -> dict:
+def one(variant: str, dataset: str, seed: int, epochs: int | None, out_root: Path, extra: list, tag: str = "") -> dict:
     model, keys = VARIANTS[variant]
+    variant = f"{variant}+{tag}" if tag else variant
     out_dir = out_root / f"{variant}-{dataset}-s{seed}"
     args = [f"dataset={dataset}", f"seed={seed}", f"out_dir={out_dir}", "progress=false", "device=cpu", *keys,
             *extra]
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the model's config)")
     p.add_argument("--extra", default="", help="space-separated key=value added to every CARCA variant")
     p.add_argument("--sasrec-extra", default="", help="space-separated key=value added to the SASRec variant")
+    p.add_argument("--tag", default="", help="rows named VARIANT+TAG (runs with other --extra keys beside the plain ones)")
     p.add_argument("--out", default=None)
     p.add_argument("--runs", default="runs/bench_carca")
     a = p.parse_args(argv)
@@ -118,10 +120,10 @@ def main(argv=None) -> int:
     done = {(r["variant"], r["seed"]) for r in rows}
     for seed in [int(s) for s in a.seeds.split(",")]:
         for v in names:
-            if (v, seed) in done:
+            if (f"{v}+{a.tag}" if a.tag else v, seed) in done:
                 continue
             extra = (a.extra if VARIANTS[v][0] == "carca" else a.sasrec_extra).split()
-            r = one(v, a.dataset, seed, a.epochs, Path(a.runs), extra)
+            r = one(v, a.dataset, seed, a.epochs, Path(a.runs), extra, a.tag)
             print(json.dumps(r), flush=True)
             rows.append(r)
             out.parent.mkdir(parents=True, exist_ok=True)

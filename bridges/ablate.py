@@ -36,7 +36,9 @@ With ``report_dir``, the report accumulates: its ``results.csv`` rows made with 
 settings (the ``settings`` column) count as finished runs, since run folders stay on the machine
 that trained them and the report is what travels with the repository; so a fresh clone adds
 ``seeds=[4]`` without re-training seeds 1-3, and the report keeps them. Rows of other settings are
-re-trained (seeds this run asks for) or refused with an error (other seeds).
+re-trained (seeds this run asks for) or refused with an error (other seeds). A model option added
+after a row was written is no difference while it sits at the model constructor's default (options
+are added with the default that keeps the old behaviour): :func:`settings_differ`.
 
 Runs go seed by seed (every variant at the first seed, then the next), so a grid stopped early
 still has paired seeds. Resuming: a run folder with ``metrics.json`` is finished and is not run again; one without it
