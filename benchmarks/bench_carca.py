@@ -69,6 +69,8 @@ def one(variant: str, dataset: str, seed: int, epochs: int | None, out_root: Pat
     t0 = time.time()
     m = run(model, args, quiet=True, family="seq")
     train_s = time.time() - t0
+    if "resume=true" in extra:  # a run continued (or capped) from its checkpoint: the epochs' own times
+        train_s = sum(h["sec"] + h.get("eval_sec", 0.0) for h in m["history"])
     net, split = load_trained(out_dir)
     t0 = time.time()
     uni = evaluate(net, split, "test", ks=KS, metrics=("hit", "ndcg"), sampled="uni100", seed=seed)
