@@ -246,6 +246,10 @@ def run_settings(abl: Ablation, variant: Variant, seed: int) -> str:
     as the YAML's overrides) as a JSON string: the ``settings`` column of ``results.csv``, so a row
     can be matched to the configs on another machine."""
     cfg, _ = resolved_config(abl, variant, seed)
+    return _settings(cfg)
+
+
+def _settings(cfg: dict) -> str:
     return json.dumps({k: v for k, v in cfg.items() if k not in NEUTRAL_KEYS and k != "out_dir"},
                       sort_keys=True, default=str)
 
@@ -255,8 +259,8 @@ def settings_differ(abl: Ablation, variant: Variant, seed: int, recorded: str) -
     to now. A model key on one side only counts as the same when its value is the model
     constructor's default: an option added later with a default that keeps the old behaviour
     (e.g. CARCA's ``length_buckets=false``) does not make the finished rows stale."""
-    now, old = json.loads(run_settings(abl, variant, seed)), json.loads(recorded)
     cfg, _ = resolved_config(abl, variant, seed)
+    now, old = json.loads(_settings(cfg)), json.loads(recorded)
     params = {}  # the constructor's keyword defaults, through **kwargs passed on to a base class
     for klass in get_model_class(cfg["model"]).__mro__:
         sig = inspect.signature(klass.__init__).parameters if "__init__" in vars(klass) else {}
@@ -270,14 +274,8 @@ def settings_differ(abl: Ablation, variant: Variant, seed: int, recorded: str) -
         p = params.get(key)
         return unset if p is None or p.default is inspect.Parameter.empty else json.loads(json.dumps(p.default))
 
-    diff = []
-    for key in sorted(set(now) | set(old)):
-        if key in now and key in old:
-            if now[key] != old[key]:
-                diff.append(key)
-        elif (now if key in now else old)[key] != default_of(key):
-            diff.append(key)
-    return diff
+    return [key for key in sorted(set(now) | set(old))  # a side without the key holds the default
+            if now.get(key, default_of(key)) != old.get(key, default_of(key))]
 
 
 def reported_results(abl: Ablation) -> pd.DataFrame:

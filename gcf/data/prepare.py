@@ -37,9 +37,8 @@ def load_split(cfg: dict) -> Split:
             valid = valid.implicit(threshold)
     else:
         inter = inter.k_core(int(cfg.get("user_k") or 0), int(cfg.get("item_k") or 0))
-    split = make_split(inter.dedup(), cfg["split"], tuple(cfg["split_ratios"]), int(cfg["seed"]),
-                       test=None if test is None else test.dedup(), valid_ratio=float(cfg.get("valid_ratio", 0.1)),
-                       valid=None if valid is None else valid.dedup())
+    split = make_split(inter, cfg["split"], tuple(cfg["split_ratios"]), int(cfg["seed"]),  # make_split dedups
+                       test=test, valid_ratio=float(cfg.get("valid_ratio", 0.1)), valid=valid)
     for part in ("train", "test"):
         if len(getattr(split, part)) == 0:
             raise ValueError(f"dataset {cfg['dataset']!r}: the {part} split is empty after filtering ({split.summary()})")
