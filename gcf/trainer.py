@@ -149,7 +149,23 @@ class Trainer:
         return evaluate(self.model, self.split, part, ks=c["topk"], metrics=c["metrics"],
                         batch_size=int(c["eval_batch_size"]), device=self.device,
                         sampled=c.get("sampled") if sampled is True else sampled, seed=int(c["seed"]),
-                        mask_seen=bool(c.get("mask_seen", True)))
+                        mask_seen=bool(c.get("mask_seen", True)),
+                        users=self.valid_sample() if part == "valid" else None)
+
+    def valid_sample(self) -> np.ndarray | None:
+        """The validation users (``valid_users``: a fixed sample of that many, drawn from the
+        seed; ``None``: all). For models whose full ranking is slow (CARCA, DiffuRec on Beauty),
+        early stopping on a sample keeps the validation cheap; the test part is never sampled."""
+        n = self.cfg.get("valid_users")
+        if n is None:
+            return None
+        if int(n) < 1:
+            raise ValueError(f"valid_users must be >= 1 (or null for all), got {n}")
+        held = np.unique(self.split.valid.users)
+        if int(n) >= len(held):
+            return None
+        rng = np.random.default_rng([int(self.cfg["seed"]), 0x5A11D])
+        return np.sort(rng.choice(held, size=int(n), replace=False))
 
     # ------------------------------------------------------------ checkpoints
     def _path(self, name: str) -> Path | None:

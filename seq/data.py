@@ -28,7 +28,7 @@ import torch
 from gcf.data.sampler import _keys, sample_negatives
 from gcf.data.sequences import Sequences
 
-__all__ = ["NextItemBatches", "PrefixBatches", "ClozeBatches", "time_intervals", "cut_padding", "Sequences"]
+__all__ = ["SeqBatches", "NextItemBatches", "PrefixBatches", "ClozeBatches", "time_intervals", "cut_padding", "Sequences"]
 
 
 def cut_padding(items: np.ndarray, *others: np.ndarray | None) -> list[np.ndarray | None]:
@@ -54,7 +54,10 @@ def never_targets(seqs: Sequences, first_target: bool = False) -> np.ndarray:
     return np.bincount(seqs.items[is_target], minlength=seqs.n_items) == 0
 
 
-class _Base:
+class SeqBatches:
+    """The base of the sequence batch builders: data, sizes, negatives outside the user's training
+    items, and the batch cut (:meth:`_chunks`). A model's own builder subclasses it."""
+
     def __init__(self, data, batch_size: int, max_len: int, n_negatives: int = 0):
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
@@ -95,7 +98,7 @@ class _Base:
         return [chunks[i] for i in rng.permutation(len(chunks))]
 
 
-class NextItemBatches(_Base):
+class NextItemBatches(SeqBatches):
     """Per user with >= 2 training items: ``items [B, L]`` = the sequence without its last item
     (its last ``L``, right-aligned, 0 = padding), ``targets [B, L]`` = the item after each input
     position (0 where the input is padding); ``negatives [B, L, n]`` when ``n_negatives``;
@@ -103,7 +106,7 @@ class NextItemBatches(_Base):
 
     ``length_buckets=True`` groups users of similar length: the users are sorted by input length
     (ties in random order) and cut into as many batches as usual, each with about the same
-    number of positions (:meth:`_Base._chunks`), and the batches are shuffled; each batch is
+    number of positions (:meth:`SeqBatches._chunks`), and the batches are shuffled; each batch is
     then cut to its longest row (``L <= max_len`` columns, the leading all-padding ones dropped).
     The models see the same positions (right-aligned, so slot ``max_len - 1`` is always the
     newest item); on ML-1M at ``max_len=200`` this removes ~45% of the input positions, which are
@@ -137,7 +140,7 @@ class NextItemBatches(_Base):
             yield batch
 
 
-class PrefixBatches(_Base):
+class PrefixBatches(SeqBatches):
     """Every training position ``t >= 1`` of every user, shuffled: ``items [B, L]`` = the ``L``
     items before it (right-aligned), ``targets [B]`` = the item at ``t``, ``negatives [B, n]``,
     ``times [B, L]`` and ``target_times [B]`` when the data has timestamps, ``users [B]``.
@@ -197,7 +200,7 @@ class PrefixBatches(_Base):
             yield batch
 
 
-class ClozeBatches(_Base):
+class ClozeBatches(SeqBatches):
     """BERT4Rec's cloze task: windows of ``max_len`` training items, each position replaced by
     the [mask] token ``n_items + 1`` with probability ``mask_prob`` (at least one per row):
     ``items [B, L]``, ``labels [B, L]`` (the original item + 1 at masked positions, else 0),

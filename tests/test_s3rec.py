@@ -78,6 +78,30 @@ def test_pretraining_attends_both_ways_and_fine_tuning_is_causal(split, data):
     assert torch.equal(ca[:, :-1], ca2[:, :-1])
 
 
+@pytest.mark.parametrize("samples, max_len", [("last", 300), ("prefixes", 20)])
+def test_length_buckets_cut_batches_without_changing_the_losses(samples, max_len, split, data):
+    """With ``length_buckets`` every row comes once per epoch, a batch is cut to its longest row,
+    and the four losses of a cut batch equal those of the same rows padded back to ``max_len``."""
+    model = pretrainer(split, hidden_dropout_prob=0.0, attn_dropout_prob=0.0, length_buckets=True,
+                       pretrain_samples=samples, max_len=max_len).eval()
+    builder = model.batches(data, 64)
+    rows, b = 0, None
+    for batch in builder.epoch(np.random.default_rng(5)):
+        rows += len(batch["users"])
+        assert batch["items"].shape[1] == int((batch["items"] > 0).sum(1).max())  # cut to its longest row
+        if b is None or batch["items"].shape[1] < b["items"].shape[1]:
+            b = batch
+    assert rows == len(builder.users) and b["items"].shape[1] < max_len
+    pad = model.max_len - b["items"].shape[1]
+    full = {k: (torch.nn.functional.pad(v, (pad, 0)) if v.dim() == 2 else v) for k, v in b.items()}
+    with torch.no_grad():
+        cut, wide = model.pretrain_losses(b), model.pretrain_losses(full)
+    for k in cut:
+        assert torch.allclose(cut[k], wide[k], rtol=1e-4, atol=1e-4), (k, cut[k], wide[k])
+    fine = build_model("s3rec", {**SMALL, "length_buckets": True}, split, seed=0)
+    assert fine.batches(data, 64).length_buckets
+
+
 @pytest.mark.parametrize("objective", ["aap", "mip", "map", "sp"])
 def test_each_pretraining_loss_decreases(objective, split, data):
     """Trained on its objective alone (the others weighted 0), each loss falls on a fixed batch.

@@ -394,3 +394,26 @@ def test_test_false_leaves_the_test_split_to_the_caller(tmp_path):
     assert "not ranked" in format_table(m)
     ranked = run("bpr", [f"out_dir={tmp_path / 'ranked'}", "epochs=2", *FAST], quiet=True)
     assert ranked["test"] and ranked["valid"] == pytest.approx(m["valid"])
+
+
+def test_valid_users_validates_on_a_fixed_sample_and_tests_everyone(tmp_path, monkeypatch):
+    """``valid_users=N``: every validation ranks the same seeded N validation users; the test part
+    ranks them all; a count below 1 is an error naming the key."""
+    import gcf.trainer as trainer_module
+    calls = []
+    real = trainer_module.evaluate
+
+    def spy(model, split, part, **kw):
+        calls.append((part, kw.get("users")))
+        return real(model, split, part, **kw)
+
+    monkeypatch.setattr(trainer_module, "evaluate", spy)
+    run("bpr", [f"out_dir={tmp_path / 'a'}", *FAST, "epochs=2", "valid_users=40"], quiet=True)
+    (p1, u1), (p2, u2), (p3, u3) = calls
+    assert (p1, p2, p3) == ("valid", "valid", "test") and u3 is None
+    assert len(u1) == 40 and len(np.unique(u1)) == 40 and np.array_equal(u1, u2)
+    calls.clear()
+    run("bpr", [f"out_dir={tmp_path / 'b'}", *FAST, "epochs=1", "valid_users=40", "seed=7"], quiet=True)
+    assert len(calls[0][1]) == 40 and not np.array_equal(calls[0][1], u1)  # another seed, another sample
+    with pytest.raises(ValueError, match="valid_users"):
+        run("bpr", [f"out_dir={tmp_path / 'c'}", *FAST, "epochs=1", "valid_users=0"], quiet=True)

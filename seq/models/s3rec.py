@@ -66,11 +66,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gcf.data.sampler import _keys, sample_negatives
 from gcf.models.registry import register_model
 
 from ..attributes import item_feature_matrix
-from ..data import NextItemBatches
+from ..data import NextItemBatches, SeqBatches, cut_padding
 from ..layers import TransformerEncoder, causal_mask, padding_mask
 from ..losses import NEXT_ITEM_LOSSES, SharedNegatives, next_item_loss
 from .base import SeqRecommender
@@ -78,19 +77,25 @@ from .base import SeqRecommender
 PRETRAIN_ONLY = ("attribute_embedding.", "heads.", "item_attributes")
 
 
-class S3RecPretrainBatches:
+class S3RecPretrainBatches(SeqBatches):
     """Pre-training rows (module docstring), one per user (``samples="last"``: the last ``L``
     training items) or one per training prefix (``"prefixes"``), shuffled:
 
     ``items [B, L]`` the original window (seq ids, right-aligned), ``masked [B, L]`` with [mask]
     at the masked positions, ``mip_negatives [B, L]``, ``segment_context``, ``segment_pos``,
-    ``segment_neg`` ``[B, L]`` and ``has_segment [B]`` (bool)."""
+    ``segment_neg`` ``[B, L]`` and ``has_segment [B]`` (bool).
 
-    def __init__(self, data, batch_size: int, max_len: int, mask_p: float, samples: str = "last"):
+    ``length_buckets=True``: rows of similar length in batches of about equal positions, each cut
+    to its longest row (:meth:`seq.data.SeqBatches._chunks`; exact, as padding is masked and positions
+    count from the right). The losses are sums, so a batch's weight stays about the same; a batch
+    of short rows holds more rows (and more SP terms) than ``batch_size``."""
+
+    def __init__(self, data, batch_size: int, max_len: int, mask_p: float, samples: str = "last",
+                 length_buckets: bool = False):
         if samples not in ("last", "prefixes"):
             raise ValueError(f"pretrain_samples must be 'last' or 'prefixes', got {samples!r}")
-        self.seqs, self.train = data.sequences, data.train
-        self.batch_size, self.max_len, self.mask_p = int(batch_size), int(max_len), float(mask_p)
+        super().__init__(data, batch_size, max_len, n_negatives=1)
+        self.mask_p, self.length_buckets = float(mask_p), bool(length_buckets)
         self.mask_token = data.n_items + 1
         lengths = self.seqs.lengths
         users = np.flatnonzero(lengths >= 1)
@@ -101,17 +106,14 @@ class S3RecPretrainBatches:
             self.ends = np.arange(len(self.users)) - np.repeat(np.cumsum(lengths[users]) - lengths[users],
                                                                lengths[users]) + 1
         self.long = self.seqs.items + 1  # all users' training items, concatenated (seq ids)
-        self._neg_keys = _keys(self.train)
 
     def __len__(self) -> int:
         return -(-len(self.users) // self.batch_size)
 
     def epoch(self, rng: np.random.Generator):
-        order = rng.permutation(len(self.users))
         L, M = self.max_len, self.mask_token
         j = np.arange(L)[None, :]
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+        for rows in self._chunks(rng, len(self.users), self.ends if self.length_buckets else None):
             users = self.users[rows]
             drop = self.seqs.lengths[users] - self.ends[rows]
             items, _ = self.seqs.padded(users, L, drop_last=drop)  # [B, L]
@@ -119,7 +121,7 @@ class S3RecPretrainBatches:
             n = real.sum(1)
             B = len(rows)
             masked_pos = ((rng.random((B, L)) < self.mask_p) | (j == L - 1)) & real  # the last item always
-            neg = sample_negatives(self.train, users, L, rng, self._neg_keys).reshape(B, L) + 1
+            neg = self._negatives(users, rng, L).reshape(B, L)
             # segment prediction: a run of U[1, n // 2] items at a uniform start
             has_seg = n >= 2
             seg_len = np.where(has_seg, 1 + (rng.random(B) * np.maximum(n // 2, 1)).astype(np.int64), 0)
@@ -128,12 +130,13 @@ class S3RecPretrainBatches:
             in_seg = (rel >= seg_start[:, None]) & (rel < (seg_start + seg_len)[:, None]) & real
             neg_start = (rng.random(B) * (len(self.long) - seg_len + 1)).astype(np.int64)
             neg_src = np.clip(neg_start[:, None] + rel - seg_start[:, None], 0, len(self.long) - 1)
-            yield {"users": torch.from_numpy(users), "items": torch.from_numpy(items),
-                   "masked": torch.from_numpy(np.where(masked_pos, M, items)),
-                   "mip_negatives": torch.from_numpy(np.where(masked_pos, neg, 0)),
-                   "segment_context": torch.from_numpy(np.where(in_seg, M, items)),
-                   "segment_pos": torch.from_numpy(np.where(real, np.where(in_seg, items, M), 0)),
-                   "segment_neg": torch.from_numpy(np.where(real, np.where(in_seg, self.long[neg_src], M), 0)),
+            parts = [items, np.where(masked_pos, M, items), np.where(masked_pos, neg, 0), np.where(in_seg, M, items),
+                     np.where(real, np.where(in_seg, items, M), 0),
+                     np.where(real, np.where(in_seg, self.long[neg_src], M), 0)]
+            if self.length_buckets:
+                parts = cut_padding(*parts)
+            names = ("items", "masked", "mip_negatives", "segment_context", "segment_pos", "segment_neg")
+            yield {"users": torch.from_numpy(users), **{k: torch.from_numpy(a) for k, a in zip(names, parts)},
                    "has_segment": torch.from_numpy(has_seg)}
 
 
@@ -152,6 +155,8 @@ class S3Rec(SeqRecommender):
             n_negatives, negative_sampling: as SASRec.
         mask_p: pre-training mask probability (0.2). aap_weight, mip_weight, map_weight,
             sp_weight: 0.2, 1, 1, 0.5. pretrain_samples: ``last`` | ``prefixes``.
+        length_buckets: both stages' batches hold rows of similar length, cut to their longest row
+            (off; exact per row, ~7x fewer positions on Beauty at ``L`` 50).
 
     Shapes: ``items [B, L]`` seq ids (0 = padding, ``n_items + 1`` = [mask]) -> ``[B, L, d]``.
     """
@@ -162,7 +167,7 @@ class S3Rec(SeqRecommender):
                  initializer_range: float = 0.02, loss: str = "bce", n_negatives: int = 1,
                  negative_sampling: str = "uniform", mask_p: float = 0.2, aap_weight: float = 0.2,
                  mip_weight: float = 1.0, map_weight: float = 1.0, sp_weight: float = 0.5,
-                 pretrain_samples: str = "last", item_attributes: torch.Tensor | None = None):
+                 pretrain_samples: str = "last", length_buckets: bool = False, item_attributes: torch.Tensor | None = None):
         super().__init__(data, max_len)
         if stage not in ("pretrain", "finetune"):
             raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
@@ -177,6 +182,7 @@ class S3Rec(SeqRecommender):
         if pretrain_samples not in ("last", "prefixes"):
             raise ValueError(f"pretrain_samples must be 'last' or 'prefixes', got {pretrain_samples!r}")
         self.stage, self.loss_kind, self.n_negatives = stage, loss, int(n_negatives)
+        self.length_buckets = bool(length_buckets)
         self.mask_token, self.mask_p, self.pretrain_samples = self.n_items + 1, float(mask_p), pretrain_samples
         self.weights = {"aap": float(aap_weight), "mip": float(mip_weight), "map": float(map_weight),
                         "sp": float(sp_weight)}
@@ -270,8 +276,9 @@ class S3Rec(SeqRecommender):
 
     def batches(self, data, batch_size: int):
         if self.stage == "pretrain":
-            return S3RecPretrainBatches(data, batch_size, self.max_len, self.mask_p, self.pretrain_samples)
-        return NextItemBatches(data, batch_size, self.max_len, self.n_negatives_for_loss())
+            return S3RecPretrainBatches(data, batch_size, self.max_len, self.mask_p, self.pretrain_samples,
+                                        self.length_buckets)
+        return NextItemBatches(data, batch_size, self.max_len, self.n_negatives_for_loss(), self.length_buckets)
 
     def loss(self, batch: dict) -> torch.Tensor:
         if self.stage == "pretrain":
