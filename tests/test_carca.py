@@ -177,6 +177,27 @@ def test_a_candidates_attributes_change_its_score_only(hand, cross):
     assert changed[:, j].all() and not changed[:, np.r_[0:j, j + 1:30]].any()
 
 
+def test_ranking_keeps_the_candidate_table_until_a_weight_changes(hand):
+    model = model_on(hand)
+    items, times = profile_batch(hand[0])
+    u = torch.arange(3)
+    with torch.no_grad():
+        first = model.candidate_base()
+        assert model.candidate_base() is first  # kept between chunks of users
+        before = model.score_sequences(u, items, times)
+        model.combine.weight.mul_(1.5)  # in place, as an optimiser step
+        assert model.candidate_base() is not first
+        after = model.score_sequences(u, items, times)
+        kept = model.candidate_base()
+        model.attributes[1] += 1.0  # a buffer changed in place: item 0's attributes
+        assert not torch.equal(model.candidate_base()[0], kept[0])
+    fresh = model.score_sequences(u, items, times)  # grad on: never cached
+    assert (after - before).abs().max() > 1e-4 and (fresh - after).abs()[:, 0].max() > 1e-6
+    model.train()
+    with torch.no_grad():
+        assert model.candidate_base() is not model.candidate_base()  # training mode: never kept
+
+
 @pytest.mark.parametrize("cross,positions,context", [(True, "none", "on"), (False, "none", "on"),
                                                       (True, "right", "on"), (True, "none", "off")])
 def test_all_item_scoring_equals_the_step_logits_of_the_last_position(hand, cross, positions, context):

@@ -201,6 +201,7 @@ class CARCA(SeqRecommender):
         self.official_attention, self.candidate_time = bool(official_attention), candidate_time
         self.week_scale, self.score_chunk = float(week_scale), int(score_chunk)
         self.length_buckets = bool(length_buckets)
+        self._base_cache = None  # candidate_base(): (weights' key, [n_items, d]) while ranking
 
         # attributes: a buffer [n_items + 1, F], row 0 (padding) zero
         if item_attribute_matrix is None:
@@ -386,15 +387,28 @@ class CARCA(SeqRecommender):
     def candidate_parts(self, when: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """All items' candidate vectors as ``base [n_items, d] + shift [B, 1, d]``: ``z(i, c)`` is
         linear in ``c``, so the context's share is one vector per user (no ``[B, n, F]`` input)."""
-        ids = torch.arange(1, self.n_items + 1, device=self.attributes.device)
+        base = self.candidate_base()  # [n, d]: z(i, 0)
         if not self.context:
-            return self.embed(ids, None), None
-        zero = torch.zeros(len(ids), CONTEXT_SIZE, device=ids.device)
-        base = self.embed(ids, zero)  # [n, d]: z(i, 0)
+            return base, None
         ctx = self.context_of(when)  # [B, 6]
         w_ctx = self.feature_proj.weight[:, -CONTEXT_SIZE:]  # [5d, 6]
         w_feat = self.combine.weight[:, self.d:]  # [d, 5d]
         return base, (ctx @ w_ctx.T @ w_feat.T).unsqueeze(1)  # [B, 1, d]
+
+    def candidate_base(self) -> torch.Tensor:
+        """``z(i, 0)`` (``z(i)`` without context) ``[n_items, d]`` of all items. Ranking asks for it
+        once per chunk of users: in eval mode without grad it is kept while no weight or buffer
+        changes (same storage, same in-place version count), and rebuilt otherwise."""
+        key = None
+        if not self.training and not torch.is_grad_enabled():
+            key = tuple((t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
+            if self._base_cache is not None and self._base_cache[0] == key:
+                return self._base_cache[1]
+        ids = torch.arange(1, self.n_items + 1, device=self.attributes.device)
+        zero = torch.zeros(len(ids), CONTEXT_SIZE, device=ids.device) if self.context else None
+        base = self.embed(ids, zero)
+        self._base_cache = None if key is None else (key, base)
+        return base
 
     def score_sequences(self, users: torch.Tensor, items: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
         if self.context and times is None:
