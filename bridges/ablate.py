@@ -72,7 +72,7 @@ import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
-from gcf.config import parse_overrides, read_yaml, resolve_config
+from gcf.config import config_dir, parse_overrides, read_yaml, resolve_config
 from gcf.models import MODELS, get_model_class, model_family
 from gcf.metrics import monitor_score
 from gcf.trainer import valid_metric_name
@@ -258,7 +258,9 @@ def settings_differ(abl: Ablation, variant: Variant, seed: int, recorded: str) -
     """The keys whose value differs between a report row's ``settings`` and what the run resolves
     to now. A model key on one side only counts as the same when its value is the model
     constructor's default: an option added later with a default that keeps the old behaviour
-    (e.g. CARCA's ``length_buckets=false``) does not make the finished rows stale."""
+    (e.g. CARCA's ``length_buckets=false``) does not make the finished rows stale. So does a
+    trainer key of ``configs/base.yaml`` whose default is ``null`` (off, e.g. ``valid_users``)
+    while it is ``null``; other trainer keys (``learning_rate``) must be on both sides."""
     cfg, _ = resolved_config(abl, variant, seed)
     now, old = json.loads(_settings(cfg)), json.loads(recorded)
     params = {}  # the constructor's keyword defaults, through **kwargs passed on to a base class
@@ -269,10 +271,13 @@ def settings_differ(abl: Ablation, variant: Variant, seed: int, recorded: str) -
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values()) and sig:
             break
     unset = object()
+    off_by_default = {k for k, v in read_yaml(config_dir() / "base.yaml").items() if v is None}
 
     def default_of(key):
         p = params.get(key)
-        return unset if p is None or p.default is inspect.Parameter.empty else json.loads(json.dumps(p.default))
+        if p is None:
+            return None if key in off_by_default else unset
+        return unset if p.default is inspect.Parameter.empty else json.loads(json.dumps(p.default))
 
     return [key for key in sorted(set(now) | set(old))  # a side without the key holds the default
             if now.get(key, default_of(key)) != old.get(key, default_of(key))]

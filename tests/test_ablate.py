@@ -203,6 +203,12 @@ def test_a_key_added_later_at_its_constructor_default_keeps_finished_rows(tmp_pa
     assert ablate.settings_differ(wider, wider.variants[0], 1, older) == ["embedding_size"]
     no_lr = json.dumps({k: x for k, x in recorded.items() if k != "learning_rate"})
     assert ablate.settings_differ(abl, v, 1, no_lr) == ["learning_rate"]
+    # a trainer key added later to configs/base.yaml with null (off) as its default
+    assert recorded["valid_users"] is None
+    before_key = json.dumps({k: x for k, x in recorded.items() if k != "valid_users"})
+    assert ablate.settings_differ(abl, v, 1, before_key) == []
+    sampled = load_ablation(path, ["valid_users=100"])
+    assert ablate.settings_differ(sampled, sampled.variants[0], 1, before_key) == ["valid_users"]
 
 
 def test_summary_on_known_numbers(tmp_path):
