@@ -259,6 +259,11 @@ def test_shipped_ablations_resolve():
     ngcf = load_ablation(ROOT / "configs/ablation/ngcf_components.yaml")
     assert [v.name for v in ngcf.variants] == ["NGCF", "NGCF-f", "NGCF-n", "NGCF-fn", "NGCF-b"]
     assert set(ngcf.varied) == {"feature_transform", "nonlinearity", "bi_interaction"}
+    beauty = load_ablation(ROOT / "configs/ablation/bitvae_rec_beauty.yaml")
+    assert beauty.baseline == "CARCA (attributes)" and len(beauty.variants) == 6
+    cfg, _ = ablate.resolved_config(beauty, beauty.variants[1], 1)
+    assert (cfg["dataset"], cfg["valid_users"], cfg["length_buckets"], cfg["latent_source"]) == \
+        ("beauty", 5000, True, "bivae")
 
 
 @pytest.mark.parametrize("name", ["lightgcn_layers", "ngcf_components", "bitvae_rec"])
