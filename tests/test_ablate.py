@@ -262,8 +262,8 @@ def test_shipped_ablations_resolve():
     beauty = load_ablation(ROOT / "configs/ablation/bitvae_rec_beauty.yaml")
     assert beauty.baseline == "CARCA (attributes)" and len(beauty.variants) == 6
     cfg, _ = ablate.resolved_config(beauty, beauty.variants[1], 1)
-    assert (cfg["dataset"], cfg["valid_users"], cfg["length_buckets"], cfg["latent_source"]) == \
-        ("beauty", 5000, True, "bivae")
+    assert (cfg["dataset"], cfg["eval_step"], cfg["length_buckets"], cfg["latent_source"]) == \
+        ("beauty", 2, True, "bivae")
 
 
 @pytest.mark.parametrize("name", ["lightgcn_layers", "ngcf_components", "bitvae_rec"])
