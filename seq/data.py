@@ -28,7 +28,8 @@ import torch
 from gcf.data.sampler import _keys, sample_negatives
 from gcf.data.sequences import Sequences
 
-__all__ = ["SeqBatches", "NextItemBatches", "PrefixBatches", "ClozeBatches", "time_intervals", "cut_padding", "Sequences"]
+__all__ = ["SeqBatches", "NextItemBatches", "PrefixBatches", "ClozeBatches", "time_intervals", "cut_padding",
+           "Sequences"]
 
 
 def cut_padding(items: np.ndarray, *others: np.ndarray | None) -> list[np.ndarray | None]:

@@ -86,8 +86,8 @@ class S3RecPretrainBatches(SeqBatches):
     ``segment_neg`` ``[B, L]`` and ``has_segment [B]`` (bool).
 
     ``length_buckets=True``: rows of similar length in batches of about equal positions, each cut
-    to its longest row (:meth:`seq.data.SeqBatches._chunks`; exact, as padding is masked and positions
-    count from the right). The losses are sums, so a batch's weight stays about the same; a batch
+    to its longest row (:meth:`seq.data.SeqBatches._chunks`; exact, as padding is masked and
+    positions count from the right). The losses are sums, so a batch's weight stays about the same; a batch
     of short rows holds more rows (and more SP terms) than ``batch_size``."""
 
     def __init__(self, data, batch_size: int, max_len: int, mask_p: float, samples: str = "last",
@@ -167,7 +167,8 @@ class S3Rec(SeqRecommender):
                  initializer_range: float = 0.02, loss: str = "bce", n_negatives: int = 1,
                  negative_sampling: str = "uniform", mask_p: float = 0.2, aap_weight: float = 0.2,
                  mip_weight: float = 1.0, map_weight: float = 1.0, sp_weight: float = 0.5,
-                 pretrain_samples: str = "last", length_buckets: bool = False, item_attributes: torch.Tensor | None = None):
+                 pretrain_samples: str = "last", length_buckets: bool = False,
+                 item_attributes: torch.Tensor | None = None):
         super().__init__(data, max_len)
         if stage not in ("pretrain", "finetune"):
             raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
