@@ -6,7 +6,8 @@ Data: ``dataset=beauty`` (22,363 users, 12,101 items, 637 category/brand attribu
 
 1. ``stage=pretrain attributes=attributes`` (AAP, MIP, MAP, SP; batch 100, lr 1e-3), for
    ``--pretrain-epochs`` epochs (official: 300, checkpoint 150 used for Beauty), validation only
-   after the last epoch; writes ``runs/bench-s3rec/pretrain/last.pt``.
+   after the last epoch; writes ``runs/bench-s3rec/pretrain/last.pt`` and, as the official code,
+   a snapshot every 10 epochs (``epoch-10.pt``, ...: fine-tune from one with ``pretrained=``).
 2. ``stage=finetune pretrained=.../last.pt`` (BCE with one negative, batch 256, lr 1e-3, patience
    10) for up to ``--finetune-epochs``; validation and test against 99 uniform negatives
    (``sampled=uni99``: the target among 100 candidates, as S3-Rec's ``*_sample.txt``), and
@@ -102,7 +103,7 @@ def main() -> None:
     if "pretrain" not in results:
         e = args.pretrain_epochs
         results["pretrain"] = keep(run("s3rec", [*common, "stage=pretrain", "attributes=attributes", f"epochs={e}",
-                                                 f"eval_step={e}", "batch_size=100",
+                                                 f"eval_step={e}", "batch_size=100", "save_every=10",
                                                  f"pretrain_samples={args.pretrain_samples}",
                                                  f"out_dir={root / 'pretrain'}"], family="seq"))
         save()

@@ -22,6 +22,7 @@ import copy
 import logging
 import math
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -182,6 +183,9 @@ class Trainer:
         torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                     "model_extra": self.model.extra_state(), **rng_state(self.device), **extra, **state}, tmp)
         tmp.replace(self._path("last.pt"))
+        every = self.cfg.get("save_every")
+        if every and state["epoch"] % int(every) == 0:  # a snapshot kept (S3-Rec's pre-training: every 10)
+            shutil.copyfile(self._path("last.pt"), self._path(f"epoch-{state['epoch']}.pt"))
 
     def _save_best(self, epoch: int, valid: dict) -> None:
         if self.out_dir and self.main:

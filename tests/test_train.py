@@ -417,3 +417,15 @@ def test_valid_users_validates_on_a_fixed_sample_and_tests_everyone(tmp_path, mo
     assert len(calls[0][1]) == 40 and not np.array_equal(calls[0][1], u1)  # another seed, another sample
     with pytest.raises(ValueError, match="valid_users"):
         run("bpr", [f"out_dir={tmp_path / 'c'}", *FAST, "epochs=1", "valid_users=0"], quiet=True)
+
+
+def test_save_every_keeps_a_snapshot_every_n_epochs(tmp_path):
+    """``save_every=2`` copies ``last.pt`` to ``epoch-2.pt`` and ``epoch-4.pt``; each holds its epoch's
+    weights (the snapshot of epoch 2 differs from the final weights)."""
+    run("bpr", [f"out_dir={tmp_path}", *FAST, "epochs=5", "save_every=2", "stopping_step=100"], quiet=True)
+    assert sorted(p.name for p in tmp_path.glob("epoch-*.pt")) == ["epoch-2.pt", "epoch-4.pt"]
+    two = torch.load(tmp_path / "epoch-2.pt", weights_only=False)
+    last = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert two["epoch"] == 2 and last["epoch"] == 5
+    key = next(iter(last["model"]))
+    assert not torch.equal(two["model"][key], last["model"][key])
