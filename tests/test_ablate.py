@@ -266,7 +266,7 @@ def test_shipped_ablations_resolve():
         ("beauty", 2, True, "bivae")
 
 
-@pytest.mark.parametrize("name", ["lightgcn_layers", "ngcf_components", "bitvae_rec"])
+@pytest.mark.parametrize("name", ["lightgcn_layers", "ngcf_components", "bitvae_rec", "bitvae_rec_beauty"])
 def test_shipped_reports_match_the_settings_their_yaml_resolves_to(name):
     """Every row of a shipped report (``benchmarks/results/ablation/<name>``) carries the settings its
     YAML resolves to today. A new config key or a changed default that would change a result makes
@@ -276,7 +276,10 @@ def test_shipped_reports_match_the_settings_their_yaml_resolves_to(name):
     abl = load_ablation(ROOT / "configs/ablation" / f"{name}.yaml", [f"report_dir={report}"])
     rows = pd.read_csv(report / "results.csv")
     variants = {v.name: v for v in abl.variants}
-    assert set(rows["variant"]) == set(variants) and len(rows) >= len(variants)
+    if name == "bitvae_rec_beauty":  # a grid still under way: the rows so far
+        assert set(rows["variant"]) <= set(variants) and len(rows) >= 1
+    else:
+        assert set(rows["variant"]) == set(variants) and len(rows) >= len(variants)
     stale = []
     for _, row in rows.iterrows():
         diff = ablate.settings_differ(abl, variants[row["variant"]], int(row["seed"]), row["settings"])
