@@ -108,21 +108,15 @@ def main() -> None:
                                                  f"out_dir={root / 'pretrain'}"], family="seq"))
         save()
     fine = [*common, "stage=finetune", f"epochs={args.finetune_epochs}", "sampled=uni99"]
-    if "finetune" not in results:
-        results["finetune"] = keep(run("s3rec", [*fine, f"pretrained={root / 'pretrain' / 'last.pt'}",
-                                                 f"out_dir={root / 'finetune'}"], family="seq"))
-        save()
-    if args.scratch and "scratch" not in results:
-        results["scratch"] = keep(run("s3rec", [*fine, f"out_dir={root / 'scratch'}"], family="seq"))
-        save()
     full = [*common, "stage=finetune", f"epochs={args.finetune_epochs}", "valid_metric=ndcg@20"]
-    if args.full and "finetune_full" not in results:
-        results["finetune_full"] = keep(run("s3rec", [*full, f"pretrained={root / 'pretrain' / 'last.pt'}",
-                                                      f"out_dir={root / 'finetune_full'}"], family="seq"))
-        save()
-    if args.full and args.scratch and "scratch_full" not in results:
-        results["scratch_full"] = keep(run("s3rec", [*full, f"out_dir={root / 'scratch_full'}"], family="seq"))
-        save()
+    pretrained = f"pretrained={root / 'pretrain' / 'last.pt'}"
+    stages = {"finetune": [*fine, pretrained], "scratch": fine if args.scratch else None,
+              "finetune_full": [*full, pretrained] if args.full else None,
+              "scratch_full": full if args.full and args.scratch else None}
+    for name, overrides in stages.items():
+        if overrides is not None and name not in results:
+            results[name] = keep(run("s3rec", [*overrides, f"out_dir={root / name}"], family="seq"))
+            save()
     table(results)
     print(f"\nwrote {out}")
 

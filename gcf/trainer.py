@@ -125,6 +125,7 @@ class Trainer:
         self.data = TrainData.from_split(split)
         self.history: list[dict] = []
         self.has_valid = len(split.valid) > 0
+        self.valid_users = self.valid_sample()  # drawn once: a bad valid_users fails before training
         self.optimizer = None
         self.step_loss = model.loss  # what a training step calls: through DDP under torchrun
         if model.batch_kind is not None:
@@ -151,7 +152,7 @@ class Trainer:
                         batch_size=int(c["eval_batch_size"]), device=self.device,
                         sampled=c.get("sampled") if sampled is True else sampled, seed=int(c["seed"]),
                         mask_seen=bool(c.get("mask_seen", True)),
-                        users=self.valid_sample() if part == "valid" else None)
+                        users=self.valid_users if part == "valid" else None)
 
     def valid_sample(self) -> np.ndarray | None:
         """The validation users (``valid_users``: a fixed sample of that many, drawn from the
