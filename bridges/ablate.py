@@ -41,9 +41,13 @@ after a row was written is no difference while it sits at the model constructor'
 are added with the default that keeps the old behaviour): :func:`settings_differ`.
 
 Runs go seed by seed (every variant at the first seed, then the next), so a grid stopped early
-still has paired seeds. Resuming: a run folder with ``metrics.json`` is finished and is not run again; one without it
+still has paired seeds, and the summary files are rewritten after every finished run. Resuming: a run folder with ``metrics.json`` is finished and is not run again; one without it
 (interrupted) runs with ``resume=true``, so the trainer continues from its ``last.pt``. A folder
 made with other settings than the YAML asks for now is an error, never silently reused.
+``test_sampled`` (e.g. ``[uni100]``, a paper's sampled protocol next to full ranking) changes
+only what is measured after training: a finished run folder without those metrics gets them from
+its best model (:func:`gcf.runs.add_test_metrics`, nothing trains); a row known only from the
+report keeps them empty (the table's n counts the seeds that have each metric).
 
 Paired comparison: variant and baseline runs with the same seed share the split and the
 initialisation seed, so the per-seed differences :math:`d_s` are paired. Over the :math:`n` seeds
@@ -75,15 +79,17 @@ from tqdm.auto import tqdm
 from gcf.config import config_dir, parse_overrides, read_yaml, resolve_config
 from gcf.models import MODELS, get_model_class, model_family
 from gcf.metrics import monitor_score
-from gcf.trainer import valid_metric_name
+from gcf.runs import add_test_metrics
+from gcf.trainer import test_protocols, valid_metric_name
 
 RUNNER_KEYS = ("name", "description", "base", "grid", "variants", "seeds", "baseline", "report", "family",
                "out_dir", "report_dir")
 # Packages that register models outside gcf, imported only when a run needs one of their models.
 MODEL_MODULES = ("seq.models", "bridges.models")
 # Keys that do not change a run's result: a finished run made with another value is still reused.
-# (``test``: whether the trainer ranks the test split; an ablation always has it ranked.)
-NEUTRAL_KEYS = ("data_dir", "progress", "eval_batch_size", "test")
+# (``test``: whether the trainer ranks the test split; an ablation always has it ranked.
+# ``test_sampled``: extra test protocols, added to finished runs without training them again.)
+NEUTRAL_KEYS = ("data_dir", "progress", "eval_batch_size", "test", "test_sampled")
 
 log = logging.getLogger("bridges.ablate")
 
@@ -349,6 +355,7 @@ def run_ablation(abl: Ablation, progress: bool = True, train=train_one) -> pd.Da
     say(f"{abl.name}: {len(jobs)} runs ({len(abl.variants)} variants x {len(abl.seeds)} seeds), "
         f"{len(jobs) - len(todo)} finished{f' ({from_report} in {abl.report_dir}/results.csv)' if from_report else ''}, "
         f"{len(todo)} to run; {abl.out_dir}")
+    add_missing_protocols(abl, jobs, say)  # finished runs: the test protocols asked for since
     start = time.perf_counter()
     failed = []
     bar = tqdm(todo, total=len(todo), disable=not progress, dynamic_ncols=True, unit="run")
@@ -374,6 +381,8 @@ def run_ablation(abl: Ablation, progress: bool = True, train=train_one) -> pd.Da
         say(f"[{i + 1}/{len(todo)}] {variant.name} seed {seed}{' (resumed)' if resumed else ''}: valid {metric} "
             f"{score:.4f}, {metrics.get('epochs')} epochs, {time.perf_counter() - t0:.0f} s; "
             f"{len(todo) - i - 1} left, elapsed {time.perf_counter() - start:.0f} s")
+        if i + 1 < len(todo):  # the tables and plots follow the grid: a grid stopped mid-way has its report
+            write_summary(abl, collect_results(abl))
     bar.set_postfix(left=0)
     bar.close()
     results = collect_results(abl)
@@ -381,6 +390,24 @@ def run_ablation(abl: Ablation, progress: bool = True, train=train_one) -> pd.Da
     if failed:
         say("failed runs (re-run the same command to retry them):\n  " + "\n  ".join(failed))
     return results
+
+
+def add_missing_protocols(abl: Ablation, jobs, say=print) -> None:
+    """Rank the test part of finished runs under the ``test_sampled`` protocols they lack (runs
+    finished before the YAML asked for them), from their best models; nothing trains."""
+    for variant, seed in jobs:
+        folder = run_dir(abl, variant, seed)
+        if not (folder / "metrics.json").exists() or not (folder / "best.pt").exists():
+            continue
+        with open(folder / "metrics.json") as f:
+            test = json.load(f).get("test", {})
+        cfg, _ = resolved_config(abl, variant, seed)
+        missing = [p for p in test_protocols(cfg) if not any(k.endswith(f"[{p}]") for k in test)]
+        if missing:
+            t0 = time.perf_counter()
+            add_test_metrics(folder, missing)
+            say(f"{variant.name} seed {seed}: test ranked under {', '.join(missing)} from its best model "
+                f"({time.perf_counter() - t0:.0f} s)")
 
 
 def valid_score(metrics: dict, metric: str) -> float:
@@ -433,6 +460,7 @@ def paired_difference(variant, baseline, confidence: float = 0.95) -> dict:
     freedom, ``t`` and the two-sided p-value. ``n < 2``: no interval (nan). All differences
     equal: interval of width 0, p = 1 when they are 0, else 0."""
     d = np.asarray(variant, dtype=float) - np.asarray(baseline, dtype=float)
+    d = d[~np.isnan(d)]  # a seed without the metric on either side (a row known only from the report)
     n = len(d)
     mean = float(d.mean()) if n else float("nan")
     out = {"n": n, "mean_diff": mean, "ci_low": float("nan"), "ci_high": float("nan"), "t": float("nan"),
@@ -476,10 +504,12 @@ def paired_table(abl: Ablation, results: pd.DataFrame, metrics: list[str]) -> pd
 
 
 def _mean_sd(values: np.ndarray) -> str:
-    if len(values) == 0:
+    """``mean +- sd`` of the non-missing values, with ``(n=k)`` when some seeds lack the metric."""
+    have = values[~np.isnan(values)]
+    if len(have) == 0:
         return "-"
-    sd = f"{np.std(values, ddof=1):.4f}" if len(values) > 1 else "n/a"
-    return f"{np.mean(values):.4f} +- {sd}"
+    sd = f"{np.std(have, ddof=1):.4f}" if len(have) > 1 else "n/a"
+    return f"{np.mean(have):.4f} +- {sd}" + (f" (n={len(have)})" if len(have) < len(values) else "")
 
 
 def markdown(abl: Ablation, results: pd.DataFrame, paired: pd.DataFrame, metrics: list[str]) -> str:
@@ -539,14 +569,16 @@ def plot_bars(abl: Ablation, results: pd.DataFrame, metrics: list[str], path: Pa
     x = np.arange(len(names))
     for ax, m in zip(axes, metrics):
         groups = [results.loc[results.variant == n, m].to_numpy(dtype=float) for n in names]
-        means = [g.mean() for g in groups]
+        groups = [g[~np.isnan(g)] for g in groups]  # seeds without the metric (rows from the report)
+        means = [g.mean() if len(g) else np.nan for g in groups]
         sds = [g.std(ddof=1) if len(g) > 1 else 0.0 for g in groups]
         colors = ["tab:orange" if n == abl.baseline else "tab:blue" for n in names]
         ax.bar(x, means, yerr=sds, capsize=4, color=colors, alpha=0.8)
         for i, g in enumerate(groups):
             ax.plot(np.full(len(g), x[i]) + np.linspace(-0.15, 0.15, len(g)), g, "k.", ms=4)
-        lo = min(g.min() for g in groups)
-        hi = max(max(mu + s, g.max()) for mu, s, g in zip(means, sds, groups))
+        have = [(mu, sd, g) for mu, sd, g in zip(means, sds, groups) if len(g)]
+        lo = min((g.min() for _, _, g in have), default=0.0)
+        hi = max((max(mu + sd, g.max()) for mu, sd, g in have), default=1.0)
         ax.set_ylim(max(0.0, lo - 0.25 * (hi - lo) - 1e-3), hi + 0.1 * (hi - lo) + 1e-3)
         ax.set_xticks(x, names, rotation=30 if max(map(len, names)) > 8 else 0, ha="right" if
                       max(map(len, names)) > 8 else "center")

@@ -19,7 +19,10 @@ Cache: with ``cache_dir`` the vectors are saved as ``<source>-<key>.npz``, ``key
 source, the training part's fingerprint (:meth:`gcf.data.split.Split.fingerprint`), the seed
 and the CF model's resolved config, so an ablation grid trains each latent source once per
 seed. A file's recorded fingerprint is checked against the data on every load: a file
-trained on another split (``latent_path=``) is refused, never silently reused.
+trained on another split (``latent_path=``) is refused, never silently reused. While the CF
+model trains, its checkpoints sit in ``<source>-<key>.run/`` beside the file: an interrupted
+training (a grid stopped mid-way) resumes from its last epoch, exactly; the folder is removed
+once the vectors are saved.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -80,15 +84,17 @@ def cf_latents(source: str, data: TrainData, seed: int, dim: int | None = None, 
     """``{"user": [n_users, k], "item": [n_items, k], "path": cache file or None}`` (float32,
     aligned to ``data``'s ids); trains the CF model unless the cache holds it."""
     cfg, kwargs = latent_config(source, seed, dim, epochs, device)
-    path = None
+    path = run_dir = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"{source}-{cache_key(source, data, seed, cfg, kwargs, holdout)}.npz"
         if path.exists():
             log.info("CF latents: %s from the cache %s", source, path)
             return {**read_latents(path, data), "path": str(path)}
+        run_dir = path.with_name(path.stem + ".run")  # checkpoints: an interrupted training resumes
+        cfg = {**cfg, "resume": True}
     split = training_split(data, holdout, seed)
     net = build_model(source, kwargs, split, seed)
-    metrics = Trainer(net, split, cfg).fit()
+    metrics = Trainer(net, split, cfg, out_dir=run_dir).fit()
     lat = export_latents(net, split)
     # the CF split's own training part is a subset of data's: the vectors come from data alone
     lat["split_fingerprint"] = np.asarray(data.fingerprint)
@@ -103,6 +109,7 @@ def cf_latents(source: str, data: TrainData, seed: int, dim: int | None = None, 
         tmp = path.with_name(path.stem + ".tmp.npz")
         np.savez(tmp, **lat)
         tmp.replace(path)
+        shutil.rmtree(run_dir, ignore_errors=True)
     return {"user": lat["user"].astype(np.float32), "item": lat["item"].astype(np.float32),
             "path": None if path is None else str(path)}
 

@@ -1,6 +1,9 @@
-"""Finished runs: rebuild a trained model and its split from a run folder."""
+"""Finished runs: rebuild a trained model and its split from a run folder, and rank its test
+part under a protocol it was not ranked under."""
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import torch
@@ -8,6 +11,7 @@ import yaml
 
 from .config import resolve_config
 from .data.prepare import load_split
+from .evaluate import evaluate
 from .models.registry import build_model, import_model_module
 
 
@@ -28,3 +32,28 @@ def load_trained(out_dir: str | Path, device: str = "cpu"):
     model.load_state_dict(state)
     model.to(device).eval()
     return model, split
+
+
+def add_test_metrics(out_dir: str | Path, protocols, device: str = "cpu") -> dict:
+    """Rank a finished run's test part under sampled ``protocols`` (``["uni100"]``) with its best
+    model, as the trainer's ``test_sampled`` would have at the end of training (the same seeded
+    negatives), and merge the labelled metrics into ``metrics.json``; returns the metrics. Nothing
+    trains: an ablation grid asked for a paper's protocol after some runs finished gets them
+    without re-running those."""
+    out_dir = Path(out_dir)
+    with open(out_dir / "metrics.json") as f:
+        metrics = json.load(f)
+    if not protocols:
+        return metrics
+    with open(out_dir / "config.yaml") as f:
+        cfg = yaml.safe_load(f)["config"]
+    model, split = load_trained(out_dir, device)
+    for p in protocols:
+        metrics["test"].update(evaluate(model, split, "test", ks=cfg["topk"], metrics=cfg["metrics"],
+                                        batch_size=int(cfg["eval_batch_size"]), device=device, sampled=p,
+                                        seed=int(cfg["seed"]), mask_seen=bool(cfg.get("mask_seen", True))))
+    tmp = out_dir / "metrics.json.tmp"
+    with open(tmp, "w") as f:
+        json.dump(metrics, f, indent=2)
+    os.replace(tmp, out_dir / "metrics.json")
+    return metrics

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .data.split import Split
 from .data.train_data import TrainData
-from .evaluate import evaluate, evaluate_labelled
+from .evaluate import _sampled_spec, evaluate, evaluate_labelled
 from .metrics import monitor_score
 from .models.base import Recommender
 
@@ -74,6 +74,19 @@ def valid_metric_name(cfg: dict) -> str:
         return metric
     return "".join(piece if piece in "+-" or "[" in piece else f"{piece}[{sampled}]"
                    for piece in re.split(r"([+-])", metric))
+
+
+def test_protocols(cfg: dict) -> list[str]:
+    """``test_sampled`` as a list (``uni100`` or ``[uni100, pop100]``): the sampled protocols the
+    test part is also ranked under, after training (validation and early stopping never see
+    them); the one ``sampled`` already ranks is not repeated."""
+    value = cfg.get("test_sampled")
+    protocols = [value] if isinstance(value, str) else list(value or [])
+    for p in protocols:
+        if not isinstance(p, str):
+            raise ValueError(f"test_sampled: expected a protocol like uni100 or a list of them, got {value!r}")
+        _sampled_spec(p)  # an unknown protocol fails before training, naming the value
+    return [p for p in dict.fromkeys(protocols) if p != cfg.get("sampled")]
 
 
 def rng_state(device: torch.device) -> dict:
@@ -126,6 +139,7 @@ class Trainer:
         self.history: list[dict] = []
         self.has_valid = len(split.valid) > 0
         self.valid_users = self.valid_sample()  # drawn once: a bad valid_users fails before training
+        test_protocols(cfg)  # a bad test_sampled fails before training too
         self.optimizer = None
         self.step_loss = model.loss  # what a training step calls: through DDP under torchrun
         if model.batch_kind is not None:
@@ -361,6 +375,9 @@ class Trainer:
         test = self.evaluate("test") if len(self.split.test) and self.cfg.get("test", True) else {}
         if test and self.cfg.get("sampled"):  # the sampled protocol's test is reported next to full ranking
             test = {**self.evaluate("test", sampled=None), **test}
+        if test:
+            for protocol in test_protocols(self.cfg):  # and the sampled ones asked for next to it
+                test.update(self.evaluate("test", sampled=protocol))
         eval_sec = time.perf_counter() - t0
         secs = epoch_secs[1:] if len(epoch_secs) > 2 else epoch_secs  # first epoch includes warm-up
         return {"valid": valid, "test": test,

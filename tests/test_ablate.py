@@ -96,6 +96,7 @@ def test_resume_half_finished_grid(tmp_path, monkeypatch):
     assert calls[2] == interrupted and (interrupted / "last.pt").exists()
     assert not (interrupted / "metrics.json").exists()
     assert sum(1 for _ in abl.out_dir.glob("*/seed-*/metrics.json")) == 2
+    assert len(pd.read_csv(abl.out_dir / "results.csv")) == 2  # the report follows the grid as it runs
 
     # pass 2: only the interrupted run (continued from epoch 1) and the one never started
     calls.clear()
@@ -209,6 +210,42 @@ def test_a_key_added_later_at_its_constructor_default_keeps_finished_rows(tmp_pa
     assert ablate.settings_differ(abl, v, 1, before_key) == []
     sampled = load_ablation(path, ["valid_users=100"])
     assert ablate.settings_differ(sampled, sampled.variants[0], 1, before_key) == ["valid_users"]
+
+
+def test_test_sampled_added_to_finished_runs_without_training(tmp_path):
+    """A grid that asks for a paper's sampled protocol (``test_sampled``) after its runs finished:
+    the finished folders get the labelled test metrics from their best models (the numbers of a run
+    trained with ``test_sampled`` from the start) and nothing trains again; a row known only from
+    the report has no such metric, and the table says over how many seeds each cell is."""
+    fast = {"model": "bpr", "dataset": "ml-latest-small", "epochs": 2, "item_k": 10, "user_k": 10, "device": "cpu"}
+    path = _write(tmp_path, {"base": fast, "variants": {"BPR": {}, "BPR-reg": {"reg_weight": 0.01}}, "seeds": [1],
+                             "report": ["ndcg@10"]})
+    report = tmp_path / "report"
+    run_ablation(load_ablation(path, [f"out_dir={tmp_path / 'a'}", f"report_dir={report}"]), progress=False)
+    calls = []
+
+    def counted(model, overrides, family, folder):
+        calls.append((overrides.get("reg_weight"), overrides["seed"]))
+        return ablate.train_one(model, overrides, family, folder)
+
+    asked = [f"report_dir={report}", "test_sampled=[uni100]", 'report=["ndcg@10","ndcg@10[uni100]"]']
+    # machine b (the report only) adds seed 2: seed 1's rows come from the report, without uni100
+    results = run_ablation(load_ablation(path, [*asked, f"out_dir={tmp_path / 'b'}", "seeds=[1,2]"]),
+                           progress=False, train=counted)
+    assert calls == [(None, 2), (0.01, 2)]
+    assert results.loc[results.seed == 1, "ndcg@10[uni100]"].isna().all()
+    assert results.loc[results.seed == 2, "ndcg@10[uni100]"].notna().all()
+    assert " (n=1) |" in (report / "table.md").read_text()
+    # machine a has seed 1's folders: their test is ranked under uni100 from the best models
+    calls.clear()
+    results = run_ablation(load_ablation(path, [*asked, f"out_dir={tmp_path / 'a'}"]), progress=False, train=counted)
+    assert calls == []
+    assert results["ndcg@10[uni100]"].notna().all() and " (n=1) |" not in (report / "table.md").read_text()
+    fresh = ablate.train_one("bpr", {**{k: v for k, v in fast.items() if k != "model"}, "seed": 1, "test": True,
+                                     "test_sampled": ["uni100"]}, None, tmp_path / "fresh")
+    row = results[(results.variant == "BPR") & (results.seed == 1)].iloc[0]
+    assert row["ndcg@10[uni100]"] == pytest.approx(fresh["test"]["ndcg@10[uni100]"], abs=1e-12)
+    assert row["ndcg@10"] == pytest.approx(fresh["test"]["ndcg@10"], abs=1e-12)
 
 
 def test_summary_on_known_numbers(tmp_path):

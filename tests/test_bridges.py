@@ -70,6 +70,35 @@ def test_cache_is_reused_and_refused_for_another_split(loo, tmp_path, monkeypatc
         bl.cf_latents("lightgcn", other, 5, **FAST, cache_dir=tmp_path, device="cpu")
 
 
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_latent_training_resumes_exactly(loo, tmp_path, monkeypatch):
+    """A CF model stopped mid-training (a grid killed at the end of a session) resumes from its
+    checkpoint in the cache's ``.run`` folder and gives the vectors of an uninterrupted run."""
+    data = TrainData.from_split(loo)
+    whole = bl.cf_latents("lightgcn", data, 4, dim=8, epochs=4, cache_dir=tmp_path / "a", device="cpu")
+    save_last = bl.Trainer._save_last
+    epochs_run = []
+
+    def stop_after_two(self, state):
+        save_last(self, state)
+        epochs_run.append(state["epoch"])
+        if state["epoch"] == 2:
+            raise _Stop
+
+    monkeypatch.setattr(bl.Trainer, "_save_last", stop_after_two)
+    with pytest.raises(_Stop):
+        bl.cf_latents("lightgcn", data, 4, dim=8, epochs=4, cache_dir=tmp_path / "b", device="cpu")
+    runs = list((tmp_path / "b").glob("lightgcn-*.run"))
+    assert len(runs) == 1 and (runs[0] / "last.pt").exists() and not list((tmp_path / "b").glob("*.npz"))
+    resumed = bl.cf_latents("lightgcn", data, 4, dim=8, epochs=4, cache_dir=tmp_path / "b", device="cpu")
+    assert epochs_run == [1, 2, 3, 4]  # epochs 3 and 4 only, after the stop
+    assert np.array_equal(resumed["item"], whole["item"]) and np.array_equal(resumed["user"], whole["user"])
+    assert not runs[0].exists()  # the checkpoints go once the vectors are saved
+
+
 def test_unknown_source_names_the_key(loo):
     with pytest.raises(ValueError, match="latent_source"):
         build_model("bitvae_rec", {"latent_source": "svd"}, loo, 1)

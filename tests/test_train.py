@@ -298,6 +298,22 @@ def test_sampled_run_validates_on_the_sampled_metric(tmp_path):
     assert m["test"]["ndcg@20[uni100]"] > m["test"]["ndcg@20"] > 0
 
 
+def test_test_sampled_adds_sampled_test_metrics_and_leaves_training_alone(tmp_path):
+    full = run("bpr", [f"out_dir={tmp_path / 'a'}", "epochs=2", *FAST], quiet=True)
+    both = run("bpr", [f"out_dir={tmp_path / 'b'}", "epochs=2", "test_sampled=[uni100,pop100]", *FAST], quiet=True)
+    assert both["valid"] == full["valid"] and both["best_epoch"] == full["best_epoch"]  # validation unchanged
+    assert {k: v for k, v in both["test"].items() if "[" not in k} == full["test"]
+    assert both["test"]["ndcg@20[uni100]"] > both["test"]["ndcg@20"] > 0 and "hit@10[pop100]" in both["test"]
+    # with sampled=uni100 the test already ranks uni100: nothing is added (or ranked twice)
+    sampled = run("bpr", [f"out_dir={tmp_path / 'c'}", "epochs=2", "sampled=uni100", "test_sampled=uni100",
+                          "valid_metric=ndcg@20", *FAST], quiet=True)
+    assert not any("[pop100]" in k for k in sampled["test"]) and "ndcg@20[uni100]" in sampled["test"]
+    with pytest.raises(ValueError, match="test_sampled"):
+        run("bpr", [f"out_dir={tmp_path / 'd'}", "epochs=1", "test_sampled=[100]", *FAST], quiet=True)
+    with pytest.raises(ValueError, match="uni<N>"):
+        run("bpr", [f"out_dir={tmp_path / 'e'}", "epochs=1", "test_sampled=uniform", *FAST], quiet=True)
+
+
 def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
