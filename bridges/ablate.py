@@ -499,6 +499,8 @@ def paired_table(abl: Ablation, results: pd.DataFrame, metrics: list[str]) -> pd
         seeds = sorted(set(base.index) & set(other.index))
         for m in metrics:
             r = paired_difference(other.loc[seeds, m].to_numpy(), base.loc[seeds, m].to_numpy())
+            if r["n"] == 0:  # no seed with the metric on both sides yet (a grid still running)
+                continue
             rows.append({"variant": variant.name, "baseline": abl.baseline, "metric": m, **r})
     return pd.DataFrame(rows)
 
@@ -514,14 +516,16 @@ def _mean_sd(values: np.ndarray) -> str:
 
 def markdown(abl: Ablation, results: pd.DataFrame, paired: pd.DataFrame, metrics: list[str]) -> str:
     first = results.iloc[0] if not results.empty else {}
-    sampled = any("[" in m for m in metrics)
+    sampled = [m for m in metrics if "[" in m]
+    protocol = ("full ranking" if not sampled else "sampled negatives as labelled" if len(sampled) == len(metrics)
+                else "full ranking, and sampled negatives where labelled (e.g. `" + sampled[0] + "`)")
     lines = [f"## Ablation `{abl.name}`: {abl.model} on {first.get('dataset', abl.base.get('dataset', '?'))}", ""]
     if abl.description:
         lines += [abl.description, ""]
     base_keys = ", ".join(f"{k}={format_value(v)}" for k, v in abl.base.items() if k not in NEUTRAL_KEYS)
     seeds = sorted({int(x) for x in results.seed}) if not results.empty else abl.seeds
     lines += [f"Source: `{abl.source}`{f' (base: {base_keys})' if base_keys else ''}; seeds {seeds}. "
-              f"Test metrics, {'sampled negatives as labelled' if sampled else 'full ranking'}, best validation "
+              f"Test metrics, {protocol}, best validation "
               f"epoch (early stopping on validation); mean +- sample sd over the seeds (n).", ""]
     head = ["variant", *abl.varied, "n", *metrics, "epochs (median)", "s/epoch (median)"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
