@@ -479,8 +479,13 @@ def paired_difference(variant, baseline, confidence: float = 0.95) -> dict:
 
 
 def report_metrics(abl: Ablation, results: pd.DataFrame) -> list[str]:
+    """The metrics of the table and plots: ``report``, or every test metric. A ``report`` metric no
+    row has is an error (a typo), unless it carries a ``test_sampled`` protocol's label: rows from
+    before the protocol was asked for lack it (shown as ``-``)."""
     if abl.report:
-        missing = [m for m in abl.report if not results.empty and m not in results.columns]
+        later = {f"[{p}]" for p in test_protocols(resolved_config(abl, abl.variants[0], abl.seeds[0])[0])}
+        missing = [m for m in abl.report if not results.empty and m not in results.columns
+                   and not any(m.endswith(label) for label in later)]
         if missing:
             known = [c for c in results.columns if "@" in c or c in ("auc", "logloss")]
             raise ValueError(f"{abl.source}: report metric(s) {missing} not in the test metrics: {', '.join(known)}")
@@ -625,6 +630,7 @@ def write_summary(abl: Ablation, results: pd.DataFrame) -> dict:
         log.warning("%s: no finished runs, nothing to summarise", abl.name)
         return {}
     metrics = report_metrics(abl, results)
+    results = results.assign(**{m: np.nan for m in metrics if m not in results.columns})
     paired = paired_table(abl, results, metrics)
     text = markdown(abl, results, paired, metrics)
     key = _numeric_key(abl, results)

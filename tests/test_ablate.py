@@ -229,6 +229,13 @@ def test_test_sampled_added_to_finished_runs_without_training(tmp_path):
         return ablate.train_one(model, overrides, family, folder)
 
     asked = [f"report_dir={report}", "test_sampled=[uni100]", 'report=["ndcg@10","ndcg@10[uni100]"]']
+    # the report alone, before any run has the new metric: its columns are empty, not an error
+    only_report = load_ablation(path, [*asked, f"out_dir={tmp_path / 'c'}"])
+    ablate.write_summary(only_report, ablate.collect_results(only_report))
+    assert "| - |" in (report / "table.md").read_text()
+    typo = load_ablation(path, [*asked[:2], 'report=["ndcg@10","ndgc@10"]', f"out_dir={tmp_path / 'c'}"])
+    with pytest.raises(ValueError, match="ndgc@10"):
+        ablate.write_summary(typo, ablate.collect_results(typo))
     # machine b (the report only) adds seed 2: seed 1's rows come from the report, without uni100
     results = run_ablation(load_ablation(path, [*asked, f"out_dir={tmp_path / 'b'}", "seeds=[1,2]"]),
                            progress=False, train=counted)
