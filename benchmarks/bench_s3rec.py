@@ -28,6 +28,11 @@ results file ``s3rec_beauty[_tag].json``, so two settings can run side by side. 
 their checkpoints (``resume=true``); ``--force`` starts the results file afresh (delete the run
 folder too to retrain).
 
+``--snapshots 20,50`` fine-tunes from the pre-training's snapshots ``epoch-20.pt``, ... instead
+(the official code picks one: 150 for Beauty), while the pre-training may still run: the same
+fine-tuning stages (``--full`` too), run folders ``finetune-ep20``, ..., results in
+``s3rec_beauty[_tag]_snapshots.json`` (the pre-training's own file is left alone).
+
 Writes ``benchmarks/results/s3rec_beauty.json`` and prints a Markdown table.
 """
 from __future__ import annotations
@@ -42,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import seq.models  # noqa: E402,F401  (registers the sequence models)
+from gcf.runs import add_test_metrics  # noqa: E402
 from gcf.train import run  # noqa: E402
 
 TARGETS = {"hit@10[uni99]": 0.55, "hit@10": 0.0647}
@@ -72,6 +78,40 @@ def table(results: dict) -> None:
           f"{PUBLISHED['hit@10']} | {PUBLISHED['ndcg@10']} | |")
 
 
+def finetune_overrides(args, common: list) -> tuple[list, list]:
+    """The official fine-tuning, validated on the 99-negative metric (``run_finetune_sample.py``;
+    full ranking reported next to it) and on full-ranking NDCG@20 (``run_finetune_full.py``;
+    the 99-negative test reported next to it through ``test_sampled``)."""
+    fine = [*common, "stage=finetune", f"epochs={args.finetune_epochs}", "sampled=uni99"]
+    full = [*common, "stage=finetune", f"epochs={args.finetune_epochs}", "valid_metric=ndcg@20", "test_sampled=uni99"]
+    return fine, full
+
+
+def snapshots(args, results: dict, common: list, root: Path, save) -> None:
+    """Fine-tune from each requested pre-training snapshot that exists (``--snapshots``)."""
+    fine, full = finetune_overrides(args, common)
+    for epoch in (int(e) for e in args.snapshots.split(",")):
+        path = root / "pretrain" / f"epoch-{epoch}.pt"
+        if not path.exists():
+            print(f"no snapshot {path} (yet): skipped")
+            continue
+        stages = {f"finetune@{epoch}": fine, f"finetune_full@{epoch}": full if args.full else None}
+        for name, overrides in stages.items():
+            if overrides is not None and name not in results:
+                folder = root / name.replace("@", "-ep")
+                results[name] = keep(run("s3rec", [*overrides, f"pretrained={path}", f"out_dir={folder}"],
+                                         family="seq"))
+                save()
+    print("\nBeauty (S3-Rec form), fine-tuned from pre-training snapshots; test split\n")
+    print("| run | HR@10 uni99 | NDCG@10 uni99 | HR@10 full | NDCG@10 full | fine-tune epochs (best) |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        if "@" in name:
+            t = r["test"]
+            cells = [f"{t[k]:.4f}" if k in t else "-" for k in ("hit@10[uni99]", "ndcg@10[uni99]", "hit@10", "ndcg@10")]
+            print(f"| {name} | {' | '.join(cells)} | {r['epochs']} ({r['best_epoch']}) |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pretrain-epochs", type=int, default=150)
@@ -84,8 +124,12 @@ def main() -> None:
     p.add_argument("--tag", default="")
     p.add_argument("--force", action="store_true")
     p.add_argument("--out", default=None, help="default benchmarks/results/s3rec_beauty[_tag].json")
+    p.add_argument("--snapshots", default="", help="comma-separated pre-training epochs to fine-tune from "
+                                                   "(epoch-N.pt snapshots; the pre-training is not run)")
     args = p.parse_args()
     suffix = f"_{args.tag}" if args.tag else ""
+    if args.snapshots:
+        suffix += "_snapshots"
     args.out = args.out or str(HERE / "results" / f"s3rec_beauty{suffix}.json")
     data_dir = os.environ.get("GCF_DATA_DIR", str(HERE.parents[1] / "shared" / "data"))
     out = Path(args.out)
@@ -94,12 +138,21 @@ def main() -> None:
     extra = args.extra.split()
     common = ["dataset=beauty", f"data_dir={data_dir}", f"seed={args.seed}", "progress=false", "resume=true", *extra]
     root = Path(f"runs/bench-s3rec{'-' + args.tag if args.tag else ''}")
-    results["settings"] = {"pretrain_epochs": args.pretrain_epochs, "finetune_epochs": args.finetune_epochs,
-                           "pretrain_samples": args.pretrain_samples, "extra": extra, "seed": args.seed}
+    settings = {"pretrain_epochs": args.pretrain_epochs, "finetune_epochs": args.finetune_epochs,
+                "pretrain_samples": args.pretrain_samples, "extra": extra, "seed": args.seed}
+    if results.get("settings", settings) != settings:  # finished rows would be relabelled
+        old = results["settings"]
+        diff = ", ".join(f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(old) | set(settings))
+                         if old.get(k) != settings.get(k))
+        sys.exit(f"{out} was made with other settings ({diff}): use another --tag, or --force to start it afresh")
+    results["settings"] = settings
 
     def save():
         out.write_text(json.dumps(results, indent=2))
 
+    if args.snapshots:
+        snapshots(args, results, common, root, save)
+        return
     if "pretrain" not in results:
         e = args.pretrain_epochs
         results["pretrain"] = keep(run("s3rec", [*common, "stage=pretrain", "attributes=attributes", f"epochs={e}",
@@ -107,8 +160,7 @@ def main() -> None:
                                                  f"pretrain_samples={args.pretrain_samples}",
                                                  f"out_dir={root / 'pretrain'}"], family="seq"))
         save()
-    fine = [*common, "stage=finetune", f"epochs={args.finetune_epochs}", "sampled=uni99"]
-    full = [*common, "stage=finetune", f"epochs={args.finetune_epochs}", "valid_metric=ndcg@20"]
+    fine, full = finetune_overrides(args, common)
     pretrained = f"pretrained={root / 'pretrain' / 'last.pt'}"
     stages = {"finetune": [*fine, pretrained], "scratch": fine if args.scratch else None,
               "finetune_full": [*full, pretrained] if args.full else None,
@@ -116,6 +168,10 @@ def main() -> None:
     for name, overrides in stages.items():
         if overrides is not None and name not in results:
             results[name] = keep(run("s3rec", [*overrides, f"out_dir={root / name}"], family="seq"))
+            save()
+        elif overrides is not None and "test_sampled=uni99" in overrides and "hit@10[uni99]" not in results[name]["test"] \
+                and (root / name / "best.pt").exists():  # finished before test_sampled: rank its best model now
+            results[name]["test"] = add_test_metrics(root / name, ["uni99"])["test"]
             save()
     table(results)
     print(f"\nwrote {out}")
