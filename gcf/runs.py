@@ -11,8 +11,8 @@ import yaml
 
 from .config import resolve_config
 from .data.prepare import load_split
-from .evaluate import evaluate
 from .models.registry import build_model, import_model_module
+from .trainer import evaluate_part, test_protocols
 
 
 def load_trained(out_dir: str | Path, device: str = "cpu"):
@@ -48,10 +48,8 @@ def add_test_metrics(out_dir: str | Path, protocols, device: str = "cpu") -> dic
     with open(out_dir / "config.yaml") as f:
         cfg = yaml.safe_load(f)["config"]
     model, split = load_trained(out_dir, device)
-    for p in protocols:
-        metrics["test"].update(evaluate(model, split, "test", ks=cfg["topk"], metrics=cfg["metrics"],
-                                        batch_size=int(cfg["eval_batch_size"]), device=device, sampled=p,
-                                        seed=int(cfg["seed"]), mask_seen=bool(cfg.get("mask_seen", True))))
+    for p in test_protocols({**cfg, "test_sampled": list(protocols), "sampled": None}):
+        metrics["test"].update(evaluate_part(model, split, cfg, "test", p, device))
     tmp = out_dir / "metrics.json.tmp"
     with open(tmp, "w") as f:
         json.dump(metrics, f, indent=2)

@@ -82,11 +82,28 @@ def test_protocols(cfg: dict) -> list[str]:
     them); the one ``sampled`` already ranks is not repeated."""
     value = cfg.get("test_sampled")
     protocols = [value] if isinstance(value, str) else list(value or [])
+    if protocols and cfg.get("task", "ranking") == "ctr":
+        raise ValueError(f"test_sampled={value!r} ranks items against sampled negatives; task=ctr scores "
+                         "labelled rows (auc, logloss): leave test_sampled unset")
     for p in protocols:
-        if not isinstance(p, str):
-            raise ValueError(f"test_sampled: expected a protocol like uni100 or a list of them, got {value!r}")
-        _sampled_spec(p)  # an unknown protocol fails before training, naming the value
+        try:
+            _sampled_spec(p if isinstance(p, str) else "")  # an unknown protocol fails before training
+        except ValueError:
+            raise ValueError(f"test_sampled: expected a protocol like uni100 / pop100 (uni<N>, pop<N>) or a "
+                             f"list of them, got {value!r}") from None
     return [p for p in dict.fromkeys(protocols) if p != cfg.get("sampled")]
+
+
+def evaluate_part(model: Recommender, split: Split, cfg: dict, part: str, sampled: str | None,
+                  device="cpu", users=None) -> dict:
+    """The metrics of ``part`` as the run config ``cfg`` asks for them (cut-offs, metrics, batch size,
+    masking, the seed of the sampled negatives): what :meth:`Trainer.evaluate` and a finished run's
+    later evaluation (:func:`gcf.runs.add_test_metrics`) both compute."""
+    if cfg.get("task", "ranking") == "ctr":
+        return evaluate_labelled(model, split, part, metrics=cfg["metrics"], batch_size=int(cfg["eval_batch_size"]))
+    return evaluate(model, split, part, ks=cfg["topk"], metrics=cfg["metrics"], batch_size=int(cfg["eval_batch_size"]),
+                    device=device, sampled=sampled, seed=int(cfg["seed"]), mask_seen=bool(cfg.get("mask_seen", True)),
+                    users=users)
 
 
 def rng_state(device: torch.device) -> dict:
@@ -158,15 +175,9 @@ class Trainer:
     def evaluate(self, part: str, sampled: str | None | bool = True) -> dict:
         """Metrics of ``part``; ``sampled=True`` follows the config's ``sampled`` protocol,
         ``None`` forces full ranking."""
-        c = self.cfg
-        if c.get("task", "ranking") == "ctr":
-            return evaluate_labelled(self.model, self.split, part, metrics=c["metrics"],
-                                     batch_size=int(c["eval_batch_size"]))
-        return evaluate(self.model, self.split, part, ks=c["topk"], metrics=c["metrics"],
-                        batch_size=int(c["eval_batch_size"]), device=self.device,
-                        sampled=c.get("sampled") if sampled is True else sampled, seed=int(c["seed"]),
-                        mask_seen=bool(c.get("mask_seen", True)),
-                        users=self.valid_users if part == "valid" else None)
+        return evaluate_part(self.model, self.split, self.cfg, part,
+                             self.cfg.get("sampled") if sampled is True else sampled, self.device,
+                             users=self.valid_users if part == "valid" else None)
 
     def valid_sample(self) -> np.ndarray | None:
         """The validation users (``valid_users``: a fixed sample of that many, drawn from the

@@ -312,6 +312,9 @@ def test_test_sampled_adds_sampled_test_metrics_and_leaves_training_alone(tmp_pa
         run("bpr", [f"out_dir={tmp_path / 'd'}", "epochs=1", "test_sampled=[100]", *FAST], quiet=True)
     with pytest.raises(ValueError, match="uni<N>"):
         run("bpr", [f"out_dir={tmp_path / 'e'}", "epochs=1", "test_sampled=uniform", *FAST], quiet=True)
+    from gcf.trainer import test_protocols
+    with pytest.raises(ValueError, match="task=ctr"):
+        test_protocols({"task": "ctr", "test_sampled": "uni100", "seed": 1})
 
 
 def test_cuda_requested_without_cuda_is_a_clear_error(tmp_path):
