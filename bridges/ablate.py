@@ -59,6 +59,7 @@ is wide (:math:`t_{0.975,2} = 4.30`): a difference whose interval covers 0 is wi
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import itertools
@@ -260,6 +261,12 @@ def _settings(cfg: dict) -> str:
                       sort_keys=True, default=str)
 
 
+@functools.lru_cache(maxsize=1)
+def _off_by_default() -> frozenset:
+    """The trainer keys of ``configs/base.yaml`` whose default is ``null`` (off), read once."""
+    return frozenset(k for k, v in read_yaml(config_dir() / "base.yaml").items() if v is None)
+
+
 def settings_differ(abl: Ablation, variant: Variant, seed: int, recorded: str) -> list[str]:
     """The keys whose value differs between a report row's ``settings`` and what the run resolves
     to now. A model key on one side only counts as the same when its value is the model
@@ -277,7 +284,7 @@ def settings_differ(abl: Ablation, variant: Variant, seed: int, recorded: str) -
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values()) and sig:
             break
     unset = object()
-    off_by_default = {k for k, v in read_yaml(config_dir() / "base.yaml").items() if v is None}
+    off_by_default = _off_by_default()
 
     def default_of(key):
         p = params.get(key)
