@@ -1,9 +1,13 @@
 """Finished runs: rebuild a trained model and its split from a run folder, and rank its test
-part under a protocol it was not ranked under."""
+part under a protocol it was not ranked under::
+
+    python -m gcf.runs runs/sasrec-ml-1m uni100        # adds ndcg@10[uni100], ... to metrics.json
+"""
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -55,3 +59,26 @@ def add_test_metrics(out_dir: str | Path, protocols, device: str = "cpu") -> dic
         json.dump(metrics, f, indent=2)
     os.replace(tmp, out_dir / "metrics.json")
     return metrics
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) < 2 or argv[0] in ("-h", "--help"):
+        print("usage: python -m gcf.runs RUN_DIR PROTOCOL [PROTOCOL ...]   (e.g. uni100 pop100)\n"
+              "ranks a finished run's test split under sampled negatives with its best model and adds the "
+              "labelled metrics to RUN_DIR/metrics.json")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    from .train import format_table  # the CLI's table; not needed by the functions above
+
+    try:
+        metrics = add_test_metrics(argv[0], argv[1:])
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table({"test": {k: v for k, v in metrics["test"].items()
+                                 if any(k.endswith(f"[{p}]") for p in argv[1:])}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

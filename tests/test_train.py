@@ -312,6 +312,12 @@ def test_test_sampled_adds_sampled_test_metrics_and_leaves_training_alone(tmp_pa
         run("bpr", [f"out_dir={tmp_path / 'd'}", "epochs=1", "test_sampled=[100]", *FAST], quiet=True)
     with pytest.raises(ValueError, match="uni<N>"):
         run("bpr", [f"out_dir={tmp_path / 'e'}", "epochs=1", "test_sampled=uniform", *FAST], quiet=True)
+    # the same model ranked afterwards from its run folder (python -m gcf.runs RUN_DIR uni100): the same numbers
+    from gcf.runs import main as runs_main
+    assert runs_main([str(tmp_path / "a"), "uni100", "pop100"]) == 0
+    later = json.loads((tmp_path / "a" / "metrics.json").read_text())["test"]
+    assert {k: v for k, v in later.items() if "[" in k} == {k: v for k, v in both["test"].items() if "[" in k}
+    assert runs_main([str(tmp_path / "a"), "uniform"]) == 2
     from gcf.trainer import test_protocols
     with pytest.raises(ValueError, match="task=ctr"):
         test_protocols({"task": "ctr", "test_sampled": "uni100", "seed": 1})
