@@ -102,6 +102,8 @@ def snapshots(args, results: dict, common: list, root: Path, save) -> None:
                 results[name] = keep(run("s3rec", [*overrides, f"pretrained={path}", f"out_dir={folder}"],
                                          family="seq"))
                 save()
+    if any("@" in name for name in results):
+        plot_snapshots(results, Path(str(args.out)).with_suffix(".png"))
     print("\nBeauty (S3-Rec form), fine-tuned from pre-training snapshots; test split\n")
     print("| run | HR@10 uni99 | NDCG@10 uni99 | HR@10 full | NDCG@10 full | fine-tune epochs (best) |")
     print("|---|---|---|---|---|---|")
@@ -110,6 +112,28 @@ def snapshots(args, results: dict, common: list, root: Path, save) -> None:
             t = r["test"]
             cells = [f"{t[k]:.4f}" if k in t else "-" for k in ("hit@10[uni99]", "ndcg@10[uni99]", "hit@10", "ndcg@10")]
             print(f"| {name} | {' | '.join(cells)} | {r['epochs']} ({r['best_epoch']}) |")
+
+
+def plot_snapshots(results: dict, path: Path) -> None:
+    """Test HR@10 (99 negatives; full ranking) against the pre-training epochs of the snapshot each
+    fine-tuning started from, one line per selection protocol, the paper's numbers dashed."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, metric, title in zip(axes, ("hit@10[uni99]", "hit@10"), ("HR@10, 99 negatives", "HR@10, full ranking")):
+        for stage, label in (("finetune", "validated on NDCG@10 uni99"), ("finetune_full", "validated on NDCG@20 full")):
+            points = sorted((int(k.split("@")[1]), r["test"][metric]) for k, r in results.items()
+                            if k.split("@")[0] == stage and "@" in k and metric in r["test"])
+            if points:
+                ax.plot(*zip(*points), marker="o", label=label)
+        ax.axhline(PUBLISHED[metric], ls="--", c="gray", label="S3-Rec paper")
+        ax.set_xlabel("pre-training epochs (every prefix)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("S3-Rec on Beauty: fine-tuned from pre-training snapshots (test split, seed 2020)")
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
