@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import seq.models  # noqa: E402,F401  (registers the sequence models)
-from gcf.runs import add_test_metrics  # noqa: E402
+from gcf.runs import add_test_metrics, missing_protocols  # noqa: E402
 from gcf.train import run  # noqa: E402
 
 TARGETS = {"hit@10[uni99]": 0.55, "hit@10": 0.0647}
@@ -87,6 +87,24 @@ def finetune_overrides(args, common: list) -> tuple[list, list]:
     return fine, full
 
 
+def run_stages(stages: dict, results: dict, save) -> None:
+    """Run each stage ``name: (overrides, folder)`` not in ``results`` (``None``: not asked for) and
+    save after each; a finished one asked for ``test_sampled`` protocols it lacks gets them from its
+    best model (it finished before they were asked for)."""
+    for name, (overrides, folder) in stages.items():
+        if overrides is None:
+            continue
+        if name not in results:
+            results[name] = keep(run("s3rec", [*overrides, f"out_dir={folder}"], family="seq"))
+            save()
+            continue
+        asked = [o.split("=", 1)[1] for o in overrides if o.startswith("test_sampled=")]
+        missing = missing_protocols(results[name]["test"], asked)
+        if missing and (folder / "best.pt").exists():
+            results[name]["test"] = add_test_metrics(folder, missing)["test"]
+            save()
+
+
 def snapshots(args, results: dict, common: list, root: Path, save) -> None:
     """Fine-tune from each requested pre-training snapshot that exists (``--snapshots``)."""
     fine, full = finetune_overrides(args, common)
@@ -95,13 +113,9 @@ def snapshots(args, results: dict, common: list, root: Path, save) -> None:
         if not path.exists():
             print(f"no snapshot {path} (yet): skipped")
             continue
-        stages = {f"finetune@{epoch}": fine, f"finetune_full@{epoch}": full if args.full else None}
-        for name, overrides in stages.items():
-            if overrides is not None and name not in results:
-                folder = root / name.replace("@", "-ep")
-                results[name] = keep(run("s3rec", [*overrides, f"pretrained={path}", f"out_dir={folder}"],
-                                         family="seq"))
-                save()
+        run_stages({f"finetune@{epoch}": ([*fine, f"pretrained={path}"], root / f"finetune-ep{epoch}"),
+                    f"finetune_full@{epoch}": ([*full, f"pretrained={path}"] if args.full else None,
+                                               root / f"finetune_full-ep{epoch}")}, results, save)
     if any("@" in name for name in results):
         plot_snapshots(results, Path(str(args.out)).with_suffix(".png"))
     print("\nBeauty (S3-Rec form), fine-tuned from pre-training snapshots; test split\n")
@@ -189,14 +203,7 @@ def main() -> None:
     stages = {"finetune": [*fine, pretrained], "scratch": fine if args.scratch else None,
               "finetune_full": [*full, pretrained] if args.full else None,
               "scratch_full": full if args.full and args.scratch else None}
-    for name, overrides in stages.items():
-        if overrides is not None and name not in results:
-            results[name] = keep(run("s3rec", [*overrides, f"out_dir={root / name}"], family="seq"))
-            save()
-        elif overrides is not None and "test_sampled=uni99" in overrides and "hit@10[uni99]" not in results[name]["test"] \
-                and (root / name / "best.pt").exists():  # finished before test_sampled: rank its best model now
-            results[name]["test"] = add_test_metrics(root / name, ["uni99"])["test"]
-            save()
+    run_stages({name: (overrides, root / name) for name, overrides in stages.items()}, results, save)
     table(results)
     print(f"\nwrote {out}")
 

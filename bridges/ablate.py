@@ -80,7 +80,7 @@ from tqdm.auto import tqdm
 from gcf.config import config_dir, parse_overrides, read_yaml, resolve_config
 from gcf.models import MODELS, get_model_class, model_family
 from gcf.metrics import monitor_score
-from gcf.runs import add_test_metrics
+from gcf.runs import add_test_metrics, missing_protocols
 from gcf.trainer import test_protocols, valid_metric_name
 
 RUNNER_KEYS = ("name", "description", "base", "grid", "variants", "seeds", "baseline", "report", "family",
@@ -409,7 +409,7 @@ def add_missing_protocols(abl: Ablation, jobs, say=print) -> None:
         with open(folder / "metrics.json") as f:
             test = json.load(f).get("test", {})
         cfg, _ = resolved_config(abl, variant, seed)
-        missing = [p for p in test_protocols(cfg) if not any(k.endswith(f"[{p}]") for k in test)]
+        missing = missing_protocols(test, test_protocols(cfg))
         if missing:
             t0 = time.perf_counter()
             add_test_metrics(folder, missing)

@@ -38,6 +38,11 @@ def load_trained(out_dir: str | Path, device: str = "cpu"):
     return model, split
 
 
+def missing_protocols(test: dict, protocols) -> list[str]:
+    """The sampled ``protocols`` (``uni100``) no metric of ``test`` is labelled with (``ndcg@10[uni100]``)."""
+    return [p for p in protocols if not any(k.endswith(f"[{p}]") for k in test)]
+
+
 def add_test_metrics(out_dir: str | Path, protocols, device: str = "cpu") -> dict:
     """Rank a finished run's test part under sampled ``protocols`` (``["uni100"]``) with its best
     model, as the trainer's ``test_sampled`` would have at the end of training (the same seeded
